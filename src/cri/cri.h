@@ -1,0 +1,21 @@
+/* The CRI over gRPC: the table of every runtime.v1 RPC and its handler. The
+ * handlers are thin (decode, validate, call the domain module, encode); each
+ * area's handlers live in their own file and are declared here. */
+#pragma once
+
+#include <stddef.h>
+
+#include "api.pb-c.h"
+#include "cri/grpc.h"
+
+/* The full method table (both services) and the service descriptors it is
+ * checked against at startup. */
+struct grpc_method *cri_methods(size_t *n);
+extern const ProtobufCServiceDescriptor *const cri_services[];
+extern const size_t cri_n_services;
+
+/* runtime_info.c */
+void cri_version(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_status(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_runtime_config(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_update_runtime_config(struct grpc_call *call, const ProtobufCMessage *request);

@@ -1,0 +1,70 @@
+/* Every RPC of runtime.v1, routed. An entry without a handler answers
+ * UNIMPLEMENTED naming the RPC (never a fake success); grpc_server_start
+ * checks this table against the proto both ways, so an RPC can neither be
+ * missing here nor be listed under a wrong name. */
+#include "cri/cri.h"
+
+#include "util/cleanup.h"
+
+#define RS "runtime.v1.RuntimeService"
+#define IS "runtime.v1.ImageService"
+
+#define RPC(svc, rpc, streaming, open_ended, fn)                                                                       \
+    {.service = svc, .name = rpc, .server_streaming = streaming, .long_lived = open_ended, .handler = fn}
+
+/*  service, name, server streaming, long-lived stream, handler */
+static struct grpc_method methods[] = {
+    RPC(RS, "Version", false, false, cri_version),
+    RPC(RS, "RunPodSandbox", false, false, NULL),
+    RPC(RS, "StopPodSandbox", false, false, NULL),
+    RPC(RS, "RemovePodSandbox", false, false, NULL),
+    RPC(RS, "PodSandboxStatus", false, false, NULL),
+    RPC(RS, "ListPodSandbox", false, false, NULL),
+    RPC(RS, "StreamPodSandboxes", true, false, NULL),
+    RPC(RS, "CreateContainer", false, false, NULL),
+    RPC(RS, "StartContainer", false, false, NULL),
+    RPC(RS, "StopContainer", false, false, NULL),
+    RPC(RS, "RemoveContainer", false, false, NULL),
+    RPC(RS, "ListContainers", false, false, NULL),
+    RPC(RS, "StreamContainers", true, false, NULL),
+    RPC(RS, "ContainerStatus", false, false, NULL),
+    RPC(RS, "UpdateContainerResources", false, false, NULL),
+    RPC(RS, "ReopenContainerLog", false, false, NULL),
+    RPC(RS, "ExecSync", false, false, NULL),
+    RPC(RS, "Exec", false, false, NULL),
+    RPC(RS, "Attach", false, false, NULL),
+    RPC(RS, "PortForward", false, false, NULL),
+    RPC(RS, "ContainerStats", false, false, NULL),
+    RPC(RS, "ListContainerStats", false, false, NULL),
+    RPC(RS, "StreamContainerStats", true, false, NULL),
+    RPC(RS, "PodSandboxStats", false, false, NULL),
+    RPC(RS, "ListPodSandboxStats", false, false, NULL),
+    RPC(RS, "StreamPodSandboxStats", true, false, NULL),
+    RPC(RS, "UpdateRuntimeConfig", false, false, cri_update_runtime_config),
+    RPC(RS, "Status", false, false, cri_status),
+    RPC(RS, "CheckpointContainer", false, false, NULL),
+    RPC(RS, "GetContainerEvents", true, true, NULL),
+    RPC(RS, "ListMetricDescriptors", false, false, NULL),
+    RPC(RS, "ListPodSandboxMetrics", false, false, NULL),
+    RPC(RS, "StreamPodSandboxMetrics", true, false, NULL),
+    RPC(RS, "RuntimeConfig", false, false, cri_runtime_config),
+    RPC(RS, "UpdatePodSandboxResources", false, false, NULL),
+    RPC(IS, "ListImages", false, false, NULL),
+    RPC(IS, "StreamImages", true, false, NULL),
+    RPC(IS, "ImageStatus", false, false, NULL),
+    RPC(IS, "PullImage", false, false, NULL),
+    RPC(IS, "RemoveImage", false, false, NULL),
+    RPC(IS, "ImageFsInfo", false, false, NULL),
+};
+
+const ProtobufCServiceDescriptor *const cri_services[] = {
+    &runtime__v1__runtime_service__descriptor,
+    &runtime__v1__image_service__descriptor,
+};
+const size_t cri_n_services = ARRAY_SIZE(cri_services);
+
+struct grpc_method *cri_methods(size_t *n)
+{
+    *n = ARRAY_SIZE(methods);
+    return methods;
+}

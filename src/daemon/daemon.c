@@ -1,0 +1,192 @@
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cri/cri.h"
+#include "cri/grpc_server.h"
+#include "loop/loop.h"
+#include "net/pod_cidr.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+struct daemon_handles {
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t wait_timer; /* shutdown: waits for persistence to settle */
+};
+
+static struct daemon_handles handles;
+
+char *daemon_root_path(const struct edgecri *d, const char *name)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s", d->config.root_dir, name) < 0)
+        return NULL;
+    return p;
+}
+
+static void reload(struct edgecri *d)
+{
+    struct config next;
+    _cleanup_err_ err_t err = ERR_INIT;
+    if (config_load(&next, d->config_path, d->config_explicit, &d->overrides, &err) < 0) {
+        log_error("reload: %s; keeping the running configuration", err.msg);
+        return;
+    }
+    _cleanup_free_ char *fixed = config_unreloadable_changes(&d->config, &next);
+    if (fixed)
+        log_warn("reload: %s changed; that takes a restart, the running value stays", fixed);
+    config_apply_reloadable(&d->config, &next);
+    config_free(&next);
+    log_set_level(d->config.log_level);
+    grpc_server_set_limits(d->grpc, d->config.grpc_max_recv_message_size, d->config.grpc_max_send_message_size);
+    log_info("configuration reloaded from %s", d->config_path);
+}
+
+static void close_everything(struct edgecri *d)
+{
+    uv_close((uv_handle_t *)&handles.sigterm, NULL);
+    uv_close((uv_handle_t *)&handles.sigint, NULL);
+    uv_close((uv_handle_t *)&handles.sighup, NULL);
+    uv_close((uv_handle_t *)&handles.wait_timer, NULL);
+    grpc_server_free(d->grpc);
+    d->grpc = NULL;
+    uv_stop(loop_get());
+}
+
+static void on_wait_persistence(uv_timer_t *t)
+{
+    struct edgecri *d = t->data;
+    if (pod_cidr_busy(d->pod_cidr))
+        return; /* the timer repeats */
+    uv_timer_stop(t);
+    close_everything(d);
+}
+
+static void on_grpc_drained(void *data)
+{
+    (void)data; /* the timer carries the daemon */
+    /* A state write still in the thread pool must land before we exit. */
+    uv_timer_start(&handles.wait_timer, on_wait_persistence, 0, 10);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct edgecri *d = h->data;
+    if (signum == SIGHUP) {
+        reload(d);
+        return;
+    }
+    if (d->stopping) {
+        log_warn("%s again: not waiting for in-flight calls any longer", strsignal(signum));
+        grpc_server_shutdown(d->grpc, 0, on_grpc_drained, d);
+        return;
+    }
+    d->stopping = true;
+    log_info("%s: stopping (waiting up to %llums for in-flight calls)", strsignal(signum),
+             (unsigned long long)d->config.shutdown_timeout_ms);
+    grpc_server_shutdown(d->grpc, d->config.shutdown_timeout_ms, on_grpc_drained, d);
+}
+
+static int start(struct edgecri *d, err_t *err)
+{
+    int r;
+    if ((r = fs_mkdir_p(d->config.root_dir, 0711, err)) < 0 || (r = fs_mkdir_p(d->config.state_dir, 0711, err)) < 0)
+        return r;
+
+    /* One edgecri per root and per state directory: a second one would
+     * corrupt the first one's records. */
+    _cleanup_free_ char *root_lock = daemon_root_path(d, "edgecri.lock");
+    _cleanup_free_ char *state_lock = NULL;
+    if (!root_lock || asprintf(&state_lock, "%s/edgecri.lock", d->config.state_dir) < 0)
+        return err_sys(err, ENOMEM, "starting");
+    if ((d->root_lock_fd = fs_lock_file(root_lock, d->config.root_dir, err)) < 0)
+        return d->root_lock_fd;
+    if ((d->state_lock_fd = fs_lock_file(state_lock, d->config.state_dir, err)) < 0)
+        return d->state_lock_fd;
+
+    _cleanup_free_ char *cidr_path = daemon_root_path(d, "pod-cidr");
+    d->pod_cidr = cidr_path ? pod_cidr_store_open(cidr_path) : NULL;
+    if (!d->pod_cidr)
+        return err_sys(err, ENOMEM, "starting");
+
+    size_t n_methods;
+    struct grpc_method *methods = cri_methods(&n_methods);
+    struct grpc_server_options opts = {
+        .socket_path = d->config.socket_path,
+        .max_recv_message_size = d->config.grpc_max_recv_message_size,
+        .max_send_message_size = d->config.grpc_max_send_message_size,
+        .methods = methods,
+        .n_methods = n_methods,
+        .services = cri_services,
+        .n_services = cri_n_services,
+        .userdata = d,
+    };
+    return grpc_server_start(&d->grpc, loop_get(), &opts, err);
+}
+
+int daemon_run(const char *config_path, bool config_explicit, const struct config_overrides *ov)
+{
+    log_init();
+    struct edgecri *d = calloc(1, sizeof(*d));
+    if (!d)
+        return 1;
+    d->config_path = config_path;
+    d->config_explicit = config_explicit;
+    d->overrides = *ov;
+    d->root_lock_fd = d->state_lock_fd = -1;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    d->started_at_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+
+    _cleanup_err_ err_t err = ERR_INIT;
+    if (config_load(&d->config, config_path, config_explicit, ov, &err) < 0) {
+        fprintf(stderr, "edgecri: %s\n", err.msg ? err.msg : "invalid configuration");
+        free(d);
+        return 2;
+    }
+    log_set_level(d->config.log_level);
+    /* Writes to a peer that hung up must fail with EPIPE, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_loop_t *loop = loop_get();
+    uv_signal_init(loop, &handles.sigterm);
+    uv_signal_init(loop, &handles.sigint);
+    uv_signal_init(loop, &handles.sighup);
+    uv_timer_init(loop, &handles.wait_timer);
+    handles.sigterm.data = handles.sigint.data = handles.sighup.data = handles.wait_timer.data = d;
+
+    int code = 0;
+    if (start(d, &err) < 0) {
+        log_error("%s", err.msg ? err.msg : "startup failed");
+        code = 1;
+        close_everything(d);
+    } else {
+        uv_signal_start(&handles.sigterm, on_signal, SIGTERM);
+        uv_signal_start(&handles.sigint, on_signal, SIGINT);
+        uv_signal_start(&handles.sighup, on_signal, SIGHUP);
+        log_info("edgecri %s serving the CRI on %s (root %s, state %s, cgroup driver %s)", EDGECRI_VERSION,
+                 d->config.socket_path, d->config.root_dir, d->config.state_dir,
+                 d->config.cgroup_driver == CGROUP_DRIVER_SYSTEMD ? "systemd" : "cgroupfs");
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    loop_close();
+
+    pod_cidr_store_free(d->pod_cidr);
+    if (d->root_lock_fd >= 0)
+        close(d->root_lock_fd);
+    if (d->state_lock_fd >= 0)
+        close(d->state_lock_fd);
+    config_free(&d->config);
+    free(d);
+    if (code == 0)
+        log_info("stopped");
+    return code;
+}

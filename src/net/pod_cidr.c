@@ -1,0 +1,239 @@
+#include "net/pod_cidr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loop/loop.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+#define POD_CIDR_FILE_MAX 512
+
+struct waiter {
+    struct waiter *next;
+    void (*done)(void *, const err_t *);
+    void *data;
+};
+
+struct pod_cidr_store {
+    char *path;
+    char *value;
+
+    /* One write at a time: `writing` holds what the pool thread is writing
+     * and the callers waiting for it; `queued` collects callers that arrived
+     * meanwhile, all served by one more write of the newest value. */
+    bool write_in_flight;
+    char *writing;
+    struct waiter *writing_waiters;
+    struct waiter *queued_waiters;
+    bool queued;
+    err_t write_err;
+};
+
+static int parse_one(const char *item, int *family, char *canon, size_t canon_len, err_t *err)
+{
+    char addr[INET6_ADDRSTRLEN + 8];
+    const char *slash = strchr(item, '/');
+    if (!slash || (size_t)(slash - item) >= sizeof(addr))
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\" is not in address/prefix form", item);
+    memcpy(addr, item, (size_t)(slash - item));
+    addr[slash - item] = '\0';
+
+    char *end;
+    errno = 0;
+    long prefix = strtol(slash + 1, &end, 10);
+    if (slash[1] == '\0' || *end != '\0' || errno || prefix < 0)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\": bad prefix length", item);
+
+    unsigned char bytes[16];
+    size_t nbytes;
+    if (inet_pton(AF_INET, addr, bytes) == 1) {
+        *family = AF_INET;
+        nbytes = 4;
+    } else if (inet_pton(AF_INET6, addr, bytes) == 1) {
+        *family = AF_INET6;
+        nbytes = 16;
+    } else {
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\": \"%s\" is not an IP address", item, addr);
+    }
+    if (prefix > (long)nbytes * 8)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\": prefix /%ld is longer than the address",
+                       item, prefix);
+    for (size_t bit = (size_t)prefix; bit < nbytes * 8; bit++)
+        if (bytes[bit / 8] & (0x80 >> (bit % 8)))
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "pod CIDR \"%s\": host bits are set (the network address is needed)", item);
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(*family, bytes, text, sizeof(text));
+    snprintf(canon, canon_len, "%s/%ld", text, prefix);
+    return 0;
+}
+
+int pod_cidr_normalize(const char *text, char **out, err_t *err)
+{
+    if (strlen(text) > 256)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR list is too long");
+    _cleanup_free_ char *copy = strdup(text);
+    if (!copy)
+        return err_sys(err, ENOMEM, "parsing pod CIDR");
+    char result[2 * (INET6_ADDRSTRLEN + 8)] = "";
+    bool have[2] = {false, false};
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ')
+            item++;
+        char *e = item + strlen(item);
+        while (e > item && e[-1] == ' ')
+            *--e = '\0';
+        if (!*item)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR list \"%s\" has an empty entry", text);
+        int family = 0;
+        char canon[INET6_ADDRSTRLEN + 8];
+        int r = parse_one(item, &family, canon, sizeof(canon), err);
+        if (r < 0)
+            return r;
+        int idx = family == AF_INET ? 0 : 1;
+        if (have[idx])
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "pod CIDR list \"%s\" has two %s networks; at most one per family", text,
+                           idx ? "IPv6" : "IPv4");
+        have[idx] = true;
+        if (*result)
+            strcat(result, ",");
+        strcat(result, canon);
+    }
+    *out = strdup(result);
+    return *out ? 0 : err_sys(err, ENOMEM, "parsing pod CIDR");
+}
+
+struct pod_cidr_store *pod_cidr_store_open(const char *path)
+{
+    struct pod_cidr_store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->path = strdup(path);
+    s->value = strdup("");
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    err_t err = ERR_INIT;
+    if (fs_read_file(path, POD_CIDR_FILE_MAX, &text, &len, &err) == 0) {
+        text[strcspn(text, "\n")] = '\0';
+        char *norm = NULL;
+        if (pod_cidr_normalize(text, &norm, &err) == 0) {
+            free(s->value);
+            s->value = norm;
+        } else {
+            log_warn("ignoring %s: %s", path, err.msg);
+        }
+    } else if (err.errnum != ENOENT) {
+        log_warn("ignoring %s: %s", path, err.msg);
+    }
+    err_clear(&err);
+    return s;
+}
+
+static void free_waiters(struct waiter *w)
+{
+    while (w) {
+        struct waiter *n = w->next;
+        free(w);
+        w = n;
+    }
+}
+
+void pod_cidr_store_free(struct pod_cidr_store *s)
+{
+    if (!s)
+        return;
+    /* Only called once no write is in flight (shutdown waits). */
+    free_waiters(s->writing_waiters);
+    free_waiters(s->queued_waiters);
+    free(s->writing);
+    free(s->value);
+    free(s->path);
+    err_clear(&s->write_err);
+    free(s);
+}
+
+const char *pod_cidr_get(const struct pod_cidr_store *s)
+{
+    return s->value;
+}
+
+bool pod_cidr_busy(const struct pod_cidr_store *s)
+{
+    return s->write_in_flight;
+}
+
+static void write_work(void *data)
+{
+    struct pod_cidr_store *s = data;
+    char line[POD_CIDR_FILE_MAX];
+    int n = snprintf(line, sizeof(line), "%s\n", s->writing);
+    err_clear(&s->write_err);
+    fs_write_atomic(s->path, line, (size_t)n, 0644, &s->write_err);
+}
+
+static void start_write(struct pod_cidr_store *s);
+
+static void write_done(void *data, int status)
+{
+    struct pod_cidr_store *s = data;
+    if (status < 0 && !s->write_err.msg)
+        err_sys(&s->write_err, -status, "writing %s", s->path);
+    struct waiter *w = s->writing_waiters;
+    s->writing_waiters = NULL;
+    s->write_in_flight = false;
+    while (w) {
+        struct waiter *n = w->next;
+        w->done(w->data, s->write_err.msg ? &s->write_err : NULL);
+        free(w);
+        w = n;
+    }
+    if (s->queued)
+        start_write(s);
+}
+
+static void start_write(struct pod_cidr_store *s)
+{
+    s->queued = false;
+    free(s->writing);
+    s->writing = strdup(s->value);
+    s->writing_waiters = s->queued_waiters;
+    s->queued_waiters = NULL;
+    s->write_in_flight = true;
+    int r = s->writing ? loop_queue_work(write_work, write_done, s) : -ENOMEM;
+    if (r < 0) {
+        err_sys(&s->write_err, -r, "writing %s", s->path);
+        s->write_in_flight = true;
+        write_done(s, 0);
+    }
+}
+
+void pod_cidr_set(struct pod_cidr_store *s, const char *normalized, void (*done)(void *, const err_t *), void *data)
+{
+    char *v = strdup(normalized);
+    struct waiter *w = malloc(sizeof(*w));
+    if (!v || !w) {
+        free(v);
+        free(w);
+        err_t e = ERR_INIT;
+        err_sys(&e, ENOMEM, "setting the pod CIDR");
+        done(data, &e);
+        err_clear(&e);
+        return;
+    }
+    free(s->value);
+    s->value = v;
+    w->done = done;
+    w->data = data;
+    w->next = s->queued_waiters;
+    s->queued_waiters = w;
+    s->queued = true;
+    if (!s->write_in_flight)
+        start_write(s);
+}
