@@ -33,10 +33,10 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"socket", required_argument, NULL, 's'},
-        {"root", required_argument, NULL, 'r'},   {"state", required_argument, NULL, 'S'},
+        {"config", required_argument, NULL, 'c'},    {"socket", required_argument, NULL, 's'},
+        {"root", required_argument, NULL, 'r'},      {"state", required_argument, NULL, 'S'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
     };
     const char *config_path = CONFIG_DEFAULT_PATH;
     bool config_explicit = false;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <jansson.h>
 #include <yaml.h>
@@ -35,8 +36,7 @@ struct config_key {
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct config_key keys[] = {
-    {"socket", KEY_ABS_PATH, FIELD(socket_path), 0, 0, false,
-     "unix socket the CRI gRPC API is served on (mode 0660)"},
+    {"socket", KEY_ABS_PATH, FIELD(socket_path), 0, 0, false, "unix socket the CRI gRPC API is served on (mode 0660)"},
     {"root", KEY_ABS_PATH, FIELD(root_dir), 0, 0, false,
      "persistent state: images, content store, pod and container records"},
     {"state", KEY_ABS_PATH, FIELD(state_dir), 0, 0, false,
@@ -127,8 +127,8 @@ static int set_value(struct config *c, const struct config_key *k, const char *v
                 *(int *)field = (int)i;
                 return 0;
             }
-        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not a cgroup driver (cgroupfs, systemd)",
-                       where, k->name, value);
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "%s: key %s: \"%s\" is not a cgroup driver (cgroupfs, systemd)", where, k->name, value);
     case KEY_SIZE:
         r = parse_size(value, &v);
         if (r < 0)
@@ -159,26 +159,31 @@ range:
  * document tree with aliases can be exponentially large to walk), and every
  * event carries the line a message should point at. */
 
+/* Where each key got its value ("config.yaml:3", "--socket"; empty for a
+ * default), so checks that span keys can still point at a line or a flag. */
+struct origins {
+    char where[ARRAY_SIZE(keys)][512];
+};
+
 struct yaml_reader {
     yaml_parser_t parser;
     const char *name;
     struct config *c;
     err_t *err;
-    char seen[ARRAY_SIZE(keys)];
+    struct origins *origins;
 };
 
 static int next_event(struct yaml_reader *y, yaml_event_t *ev)
 {
-    if (!yaml_parser_parse(&y->parser, ev)) {
-        return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: invalid YAML: %s", y->name,
-                       y->parser.problem_mark.line + 1, y->parser.problem ? y->parser.problem : "parse error");
-    }
-    if (ev->type == YAML_ALIAS_EVENT) {
-        size_t line = ev->start_mark.line + 1;
-        yaml_event_delete(ev);
-        return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: YAML aliases are not supported", y->name, line);
-    }
-    return 0;
+    if (yaml_parser_parse(&y->parser, ev))
+        return 0;
+    const yaml_parser_t *p = &y->parser;
+    if (p->context && p->context_mark.line != p->problem_mark.line)
+        return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: invalid YAML: %s (%s on line %zu)", y->name,
+                       p->problem_mark.line + 1, p->problem ? p->problem : "parse error", p->context,
+                       p->context_mark.line + 1);
+    return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: invalid YAML: %s", y->name, p->problem_mark.line + 1,
+                   p->problem ? p->problem : "parse error");
 }
 
 static bool scalar_is_null(const yaml_event_t *ev)
@@ -202,6 +207,11 @@ static int read_value(struct yaml_reader *y, const char *key_name, size_t key_li
 
     const struct config_key *k = find_key(key_name);
     switch (ev.type) {
+    case YAML_ALIAS_EVENT:
+        /* Refused outright: aliases can make a small file expand hugely. */
+        yaml_event_delete(&ev);
+        return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: YAML aliases are not supported", where,
+                       key_name);
     case YAML_SCALAR_EVENT:
         if (!k) {
             r = err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL,
@@ -210,7 +220,7 @@ static int read_value(struct yaml_reader *y, const char *key_name, size_t key_li
         } else if (scalar_is_null(&ev)) {
             r = err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s has no value", where, key_name);
         } else {
-            y->seen[k - keys] = 1;
+            snprintf(y->origins->where[k - keys], sizeof(y->origins->where[0]), "%s", where);
             r = set_value(y->c, k, (const char *)ev.data.scalar.value, where, y->err);
         }
         yaml_event_delete(&ev);
@@ -225,7 +235,10 @@ static int read_value(struct yaml_reader *y, const char *key_name, size_t key_li
     case YAML_SEQUENCE_START_EVENT:
         yaml_event_delete(&ev);
         return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL,
-                       k ? "%s: key %s takes a single value, not a list" : "%s: unknown key %s", where, key_name);
+                       k                      ? "%s: key %s takes a single value, not a list"
+                       : is_section(key_name) ? "%s: key %s is a section and needs a mapping"
+                                              : "%s: unknown key %s",
+                       where, key_name);
     default:
         yaml_event_delete(&ev);
         return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: unexpected YAML structure", where, key_name);
@@ -236,6 +249,9 @@ static int read_mapping(struct yaml_reader *y, const char *prefix, int depth)
 {
     if (depth > 8)
         return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s: mappings nested too deeply", y->name);
+    /* Sections seen in this mapping: "grpc:" twice is a duplicate key too. */
+    char sections[ARRAY_SIZE(keys)][256];
+    size_t n_sections = 0;
     for (;;) {
         yaml_event_t ev;
         int r = next_event(y, &ev);
@@ -251,23 +267,37 @@ static int read_mapping(struct yaml_reader *y, const char *prefix, int depth)
             return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: keys must be plain strings", y->name, line);
         }
         char name[256];
-        int n = snprintf(name, sizeof(name), "%s%s%s", prefix ? prefix : "", prefix ? "." : "",
-                         (const char *)ev.data.scalar.value);
+        const char *leaf = (const char *)ev.data.scalar.value;
+        int n = snprintf(name, sizeof(name), "%s%s%s", prefix ? prefix : "", prefix ? "." : "", leaf);
+        bool dotted = strchr(leaf, '.') != NULL;
         yaml_event_delete(&ev);
         if (n < 0 || (size_t)n >= sizeof(name))
             return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: key is too long", y->name, line);
+        if (dotted)
+            return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "%s:%zu: unknown key %s (write sections as nested mappings, not dotted names)", y->name,
+                           line, name);
         const struct config_key *k = find_key(name);
-        if (k && y->seen[k - keys])
+        if (k && y->origins->where[k - keys][0])
             return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: key %s is given twice", y->name, line, name);
+        if (is_section(name)) {
+            for (size_t i = 0; i < n_sections; i++)
+                if (strcmp(sections[i], name) == 0)
+                    return err_set(y->err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: key %s is given twice", y->name, line,
+                                   name);
+            if (n_sections < ARRAY_SIZE(sections))
+                snprintf(sections[n_sections++], sizeof(sections[0]), "%s", name);
+        }
         r = read_value(y, name, line, depth);
         if (r < 0)
             return r;
     }
 }
 
-static int read_yaml(struct config *c, const char *name, const char *text, size_t len, err_t *err)
+static int read_yaml(struct config *c, struct origins *origins, const char *name, const char *text, size_t len,
+                     err_t *err)
 {
-    struct yaml_reader y = {.name = name, .c = c, .err = err};
+    struct yaml_reader y = {.name = name, .c = c, .err = err, .origins = origins};
     if (!yaml_parser_initialize(&y.parser))
         return err_sys(err, ENOMEM, "%s: initializing the YAML parser", name);
     yaml_parser_set_input_string(&y.parser, (const unsigned char *)text, len);
@@ -285,8 +315,7 @@ static int read_yaml(struct config *c, const char *name, const char *text, size_
             break;
         case YAML_DOCUMENT_START_EVENT:
             if (++documents > 1)
-                r = err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: only one YAML document is allowed", name,
-                            line);
+                r = err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: only one YAML document is allowed", name, line);
             break;
         case YAML_STREAM_END_EVENT:
             done = true;
@@ -295,8 +324,9 @@ static int read_yaml(struct config *c, const char *name, const char *text, size_
             r = read_mapping(&y, NULL, 0);
             break;
         case YAML_SCALAR_EVENT:
+        case YAML_ALIAS_EVENT:
             /* An empty document (only comments, or "~") leaves every default. */
-            if (!scalar_is_null(&ev))
+            if (ev.type == YAML_ALIAS_EVENT || !scalar_is_null(&ev))
                 r = err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s:%zu: the configuration must be a mapping of keys",
                             name, line);
             break;
@@ -313,7 +343,7 @@ static int read_yaml(struct config *c, const char *name, const char *text, size_
 
 /* --- whole configuration ------------------------------------------------- */
 
-static int apply_overrides(struct config *c, const struct config_overrides *ov, err_t *err)
+static int apply_overrides(struct config *c, struct origins *origins, const struct config_overrides *ov, err_t *err)
 {
     if (!ov)
         return 0;
@@ -328,35 +358,52 @@ static int apply_overrides(struct config *c, const struct config_overrides *ov, 
     for (size_t i = 0; i < ARRAY_SIZE(flags); i++) {
         if (!flags[i].value)
             continue;
-        int r = set_value(c, find_key(flags[i].key), flags[i].value, flags[i].flag, err);
+        const struct config_key *k = find_key(flags[i].key);
+        int r = set_value(c, k, flags[i].value, flags[i].flag, err);
         if (r < 0)
             return r;
+        snprintf(origins->where[k - keys], sizeof(origins->where[0]), "%s", flags[i].flag);
     }
     return 0;
 }
 
-static int validate(const struct config *c, const char *name, err_t *err)
+/* "config.yaml:3" or "--socket" for a key that was set, else the file name. */
+static const char *origin_of(const struct origins *o, const char *key, const char *name)
+{
+    const char *w = o->where[find_key(key) - keys];
+    return *w ? w : name;
+}
+
+static int validate(const struct config *c, const struct origins *o, const char *name, err_t *err)
 {
     struct sockaddr_un sun;
     if (strlen(c->socket_path) >= sizeof(sun.sun_path))
         return err_set(err, ERR_INVALID_ARGUMENT, ENAMETOOLONG,
-                       "%s: key socket: \"%s\" is longer than a unix socket path may be (%zu bytes)", name,
-                       c->socket_path, sizeof(sun.sun_path) - 1);
-    if (strcmp(c->root_dir, c->state_dir) == 0)
-        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: keys root and state must be different directories",
-                       name);
+                       "%s: key socket: \"%s\" is longer than a unix socket path may be (%zu bytes)",
+                       origin_of(o, "socket", name), c->socket_path, sizeof(sun.sun_path) - 1);
+    if (strcmp(c->root_dir, c->state_dir) == 0) {
+        /* Point at the one that was set last: the flag, or the later line. */
+        const char *key = o->where[find_key("state") - keys][0] ? "state" : "root";
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "%s: key %s: root and state must be different directories (both are %s)",
+                       origin_of(o, key, name), key, c->root_dir);
+    }
     return 0;
 }
 
 int config_load_text(struct config *out, const char *name, const char *text, size_t len,
                      const struct config_overrides *ov, err_t *err)
 {
+    struct origins *origins = calloc(1, sizeof(*origins));
+    if (!origins)
+        return err_sys(err, ENOMEM, "reading %s", name);
     config_init_defaults(out);
-    int r = read_yaml(out, name, text, len, err);
+    int r = read_yaml(out, origins, name, text, len, err);
     if (r == 0)
-        r = apply_overrides(out, ov, err);
+        r = apply_overrides(out, origins, ov, err);
     if (r == 0)
-        r = validate(out, name, err);
+        r = validate(out, origins, name, err);
+    free(origins);
     if (r < 0)
         config_free(out);
     return r;
@@ -370,6 +417,12 @@ int config_load(struct config *out, const char *path, bool must_exist, const str
             return config_load_text(out, path, "", 0, ov, err);
         return err_sys(err, errno, "reading configuration %s", path);
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0)
+        return err_sys(err, errno, "reading configuration %s", path);
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, ERR_INVALID_ARGUMENT, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "reading configuration %s: %s",
+                       path, S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
     _cleanup_free_ char *text = malloc(CONFIG_FILE_MAX + 1);
     if (!text)
         return err_sys(err, ENOMEM, "reading configuration %s", path);

@@ -28,7 +28,7 @@ struct config {
     char *socket_path;
     char *root_dir;
     char *state_dir;
-    int log_level; /* enum log_level */
+    int log_level;     /* enum log_level */
     int cgroup_driver; /* enum cgroup_driver */
     uint64_t grpc_max_recv_message_size;
     uint64_t grpc_max_send_message_size;

@@ -19,3 +19,8 @@ void cri_version(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_status(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_runtime_config(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_update_runtime_config(struct grpc_call *call, const ProtobufCMessage *request);
+
+/* container_events.c */
+void cri_get_container_events(struct grpc_call *call, const ProtobufCMessage *request);
+/* Delivers one lifecycle event to every GetContainerEvents subscriber. */
+void cri_publish_container_event(const Runtime__V1__ContainerEventResponse *event);

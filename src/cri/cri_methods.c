@@ -10,7 +10,9 @@
 #define IS "runtime.v1.ImageService"
 
 #define RPC(svc, rpc, streaming, open_ended, fn)                                                                       \
-    {.service = svc, .name = rpc, .server_streaming = streaming, .long_lived = open_ended, .handler = fn}
+    {                                                                                                                  \
+        .service = svc, .name = rpc, .server_streaming = streaming, .long_lived = open_ended, .handler = fn            \
+    }
 
 /*  service, name, server streaming, long-lived stream, handler */
 static struct grpc_method methods[] = {
@@ -43,7 +45,7 @@ static struct grpc_method methods[] = {
     RPC(RS, "UpdateRuntimeConfig", false, false, cri_update_runtime_config),
     RPC(RS, "Status", false, false, cri_status),
     RPC(RS, "CheckpointContainer", false, false, NULL),
-    RPC(RS, "GetContainerEvents", true, true, NULL),
+    RPC(RS, "GetContainerEvents", true, true, cri_get_container_events),
     RPC(RS, "ListMetricDescriptors", false, false, NULL),
     RPC(RS, "ListPodSandboxMetrics", false, false, NULL),
     RPC(RS, "StreamPodSandboxMetrics", true, false, NULL),

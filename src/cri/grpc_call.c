@@ -87,7 +87,7 @@ static void set_status(struct grpc_call *call, enum err_code code, const char *m
         (code == ERR_INTERNAL || code == ERR_UNKNOWN || code == ERR_DATA_LOSS) ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG;
     if (log_enabled(level)) {
         char *prev = log_context_push(call->log_context);
-        log_write(level, "%s status=%s duration=%.3fms%s%s", call_name(call), err_code_name(code), ms,
+        log_write(level, "done status=%s duration=%.3fms%s%s", err_code_name(code), ms,
                   call->status_message ? " message=" : "", call->status_message ? call->status_message : "");
         log_context_restore(prev);
     }
@@ -231,7 +231,7 @@ struct grpc_call *grpc_call_new(struct grpc_server *s, const struct grpc_method 
     call->server = s;
     call->method = m;
     call->req = req;
-    call->refs = 1; /* the request's */
+    call->refs = 1;            /* the request's */
     call->handler_done = true; /* until a handler takes it */
     call->max_send = s->max_send;
     call->pending_tail = &call->pending;

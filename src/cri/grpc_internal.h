@@ -78,9 +78,9 @@ struct grpc_call {
     bool send_in_flight;
     bool trailers_sent;
 
-    bool finished;       /* status decided; nothing more is queued */
-    bool handler_done;   /* the handler called grpc_call_finish */
-    bool cancelled;      /* client gone, deadline hit or shutdown */
+    bool finished;     /* status decided; nothing more is queued */
+    bool handler_done; /* the handler called grpc_call_finish */
+    bool cancelled;    /* client gone, deadline hit or shutdown */
     enum err_code status;
     char *status_message;
 

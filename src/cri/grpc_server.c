@@ -125,8 +125,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (!m) {
-        reject(call, ERR_UNIMPLEMENTED, "unknown method %.*s", (int)(req->input.path.len > 200 ? 200 : req->input.path.len),
-               req->input.path.base);
+        reject(call, ERR_UNIMPLEMENTED, "unknown method %.*s",
+               (int)(req->input.path.len > 200 ? 200 : req->input.path.len), req->input.path.base);
         return 0;
     }
     if (s->shutting_down) {
@@ -145,8 +145,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (timeout.base) {
         uint64_t ns;
         if (grpc_wire_parse_timeout(timeout.base, timeout.len, &ns) < 0) {
-            reject(call, ERR_INVALID_ARGUMENT, "malformed grpc-timeout \"%.*s\"", (int)(timeout.len > 32 ? 32 : timeout.len),
-                   timeout.base);
+            reject(call, ERR_INVALID_ARGUMENT, "malformed grpc-timeout \"%.*s\"",
+                   (int)(timeout.len > 32 ? 32 : timeout.len), timeout.base);
             return 0;
         }
         if (ns == 0) {
@@ -226,7 +226,8 @@ static int resolve_methods(struct grpc_server *s, const struct grpc_server_optio
         for (unsigned k = 0; k < sd->n_methods; k++) {
             bool found = false;
             for (size_t i = 0; i < s->n_methods && !found; i++)
-                found = strcmp(s->methods[i].service, sd->name) == 0 && strcmp(s->methods[i].name, sd->methods[k].name) == 0;
+                found = strcmp(s->methods[i].service, sd->name) == 0 &&
+                        strcmp(s->methods[i].name, sd->methods[k].name) == 0;
             if (!found)
                 return err_set(err, ERR_INTERNAL, EINVAL, "method table: %s/%s has no entry", sd->name,
                                sd->methods[k].name);
@@ -389,9 +390,18 @@ void grpc_server_shutdown(struct grpc_server *s, uint64_t timeout_ms, void (*on_
  * exit rather than crash on the way out. */
 static bool h2o_context_idle(h2o_context_t *ctx)
 {
-    h2o_timeout_t *timeouts[] = {&ctx->zero_timeout,      &ctx->one_sec_timeout,      &ctx->hundred_ms_timeout,
-                                 &ctx->handshake_timeout, &ctx->http1.req_timeout,    &ctx->http2.idle_timeout,
-                                 &ctx->http2.graceful_shutdown_timeout, &ctx->proxy.io_timeout};
+    /* The GOAWAY re-send timer of h2o's graceful shutdown has nothing left to
+     * do once every HTTP/2 connection is gone. */
+    if (h2o_linklist_is_empty(&ctx->http2._conns) && h2o_timeout_is_linked(&ctx->http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&ctx->http2._graceful_shutdown_timeout);
+    h2o_timeout_t *timeouts[] = {&ctx->zero_timeout,
+                                 &ctx->one_sec_timeout,
+                                 &ctx->hundred_ms_timeout,
+                                 &ctx->handshake_timeout,
+                                 &ctx->http1.req_timeout,
+                                 &ctx->http2.idle_timeout,
+                                 &ctx->http2.graceful_shutdown_timeout,
+                                 &ctx->proxy.io_timeout};
     for (size_t i = 0; i < ARRAY_SIZE(timeouts); i++)
         if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
             return false;
@@ -423,6 +433,14 @@ void grpc_server_free(struct grpc_server *s)
     if (idle) {
         h2o_context_dispose(&s->ctx);
         h2o_config_dispose(&s->globalconf);
+    } else {
+        /* Connections still reference the context: keep all of it, reachable,
+         * until the process exits right after this. */
+        static struct grpc_server *kept_for_exit;
+        kept_for_exit = s;
+        (void)kept_for_exit;
+        log_warn("shutdown: connections were still open; leaving them to process exit");
+        return;
     }
     /* The handles' close callbacks free the server once all are closed. */
     s->handles_open = 0;
@@ -439,6 +457,4 @@ void grpc_server_free(struct grpc_server *s)
         s->handles_open = 1;
         on_server_handle_closed((uv_handle_t *)&s->drain_timer);
     }
-    if (!idle)
-        log_warn("shutdown: connections were still open; leaving them to process exit");
 }

@@ -16,8 +16,8 @@ int grpc_wire_parse_single(const uint8_t *body, size_t len, size_t limit, struct
         return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "invalid message flags 0x%02x", body[0]);
     size_t msg_len = (size_t)body[1] << 24 | (size_t)body[2] << 16 | (size_t)body[3] << 8 | (size_t)body[4];
     if (msg_len > limit)
-        return err_set(err, ERR_RESOURCE_EXHAUSTED, EMSGSIZE,
-                       "received message larger than max (%zu vs. %zu)", msg_len, limit);
+        return err_set(err, ERR_RESOURCE_EXHAUSTED, EMSGSIZE, "received message larger than max (%zu vs. %zu)", msg_len,
+                       limit);
     if (msg_len > len - GRPC_PREFIX_SIZE)
         return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "truncated message: prefix announces %zu bytes, %zu arrived",
                        msg_len, len - GRPC_PREFIX_SIZE);
@@ -68,8 +68,13 @@ int grpc_wire_gunzip(const uint8_t *data, size_t len, size_t limit, uint8_t **ou
                     break;
                 inflateEnd(&zs);
                 free(buf);
-                return err_set(err, ERR_RESOURCE_EXHAUSTED, EMSGSIZE,
-                               "decompressed message larger than max (%zu bytes)", limit);
+                if (zs.avail_out == 0) /* it produced the byte too many */
+                    return err_set(err, ERR_RESOURCE_EXHAUSTED, EMSGSIZE,
+                                   "decompressed message larger than max (%zu bytes)", limit);
+                if (zr == Z_OK || zr == Z_BUF_ERROR)
+                    return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "corrupt gzip message: truncated stream");
+                return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "corrupt gzip message: %s",
+                               zs.msg ? zs.msg : "bad data");
             }
             size_t ncap = cap * 2 < limit ? cap * 2 : limit;
             uint8_t *nb = realloc(buf, ncap);

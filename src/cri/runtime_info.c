@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cri/cri.h"
+#include "cri/grpc_server.h"
 #include "daemon/daemon.h"
 #include "net/pod_cidr.h"
 #include "util/cleanup.h"
@@ -77,9 +78,9 @@ void cri_status(struct grpc_call *call, const ProtobufCMessage *request)
     Runtime__V1__StatusResponse__InfoEntry *info[] = {&info_config, &info_runtime};
     if (req->verbose) {
         config_json = config_to_json(&d->config);
-        json_t *rt = json_pack("{s:s, s:s, s:i, s:I, s:s}", "name", "edgecri", "version", EDGECRI_VERSION, "pid",
-                               (int)getpid(), "startedAt", (json_int_t)(d->started_at_ns / 1000000000ULL),
-                               "podCIDR", pod_cidr_get(d->pod_cidr));
+        json_t *rt = json_pack("{s:s, s:s, s:i, s:I, s:s, s:I}", "name", "edgecri", "version", EDGECRI_VERSION, "pid",
+                               (int)getpid(), "startedAt", (json_int_t)(d->started_at_ns / 1000000000ULL), "podCIDR",
+                               pod_cidr_get(d->pod_cidr), "activeCalls", (json_int_t)grpc_server_active_calls(d->grpc));
         runtime_json = rt ? json_dumps(rt, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
         json_decref(rt);
         if (!config_json || !runtime_json) {
@@ -101,8 +102,9 @@ void cri_runtime_config(struct grpc_call *call, const ProtobufCMessage *request)
     (void)request;
     struct edgecri *d = grpc_call_userdata(call);
     Runtime__V1__LinuxRuntimeConfiguration linux_config = RUNTIME__V1__LINUX_RUNTIME_CONFIGURATION__INIT;
-    linux_config.cgroup_driver = d->config.cgroup_driver == CGROUP_DRIVER_SYSTEMD ? RUNTIME__V1__CGROUP_DRIVER__SYSTEMD
-                                                                                  : RUNTIME__V1__CGROUP_DRIVER__CGROUPFS;
+    linux_config.cgroup_driver = d->config.cgroup_driver == CGROUP_DRIVER_SYSTEMD
+                                     ? RUNTIME__V1__CGROUP_DRIVER__SYSTEMD
+                                     : RUNTIME__V1__CGROUP_DRIVER__CGROUPFS;
     Runtime__V1__RuntimeConfigResponse resp = RUNTIME__V1__RUNTIME_CONFIG_RESPONSE__INIT;
     resp.linux = &linux_config;
     grpc_call_finish(call, &resp.base, NULL);
@@ -121,9 +123,8 @@ void cri_update_runtime_config(struct grpc_call *call, const ProtobufCMessage *r
     struct edgecri *d = grpc_call_userdata(call);
     Runtime__V1__UpdateRuntimeConfigResponse resp = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
 
-    const char *cidr = req->runtime_config && req->runtime_config->network_config
-                           ? req->runtime_config->network_config->pod_cidr
-                           : "";
+    const char *cidr =
+        req->runtime_config && req->runtime_config->network_config ? req->runtime_config->network_config->pod_cidr : "";
     /* kubelet only sends a non-empty CIDR; an empty one changes nothing, as
      * with containerd. */
     if (!cidr || !*cidr) {

@@ -43,11 +43,12 @@ static int parse_one(const char *item, int *family, char *canon, size_t canon_le
     memcpy(addr, item, (size_t)(slash - item));
     addr[slash - item] = '\0';
 
-    char *end;
-    errno = 0;
-    long prefix = strtol(slash + 1, &end, 10);
-    if (slash[1] == '\0' || *end != '\0' || errno || prefix < 0)
+    /* Digits only, no sign, space or leading zero: "/24", never "/+24" or "/024". */
+    const char *digits = slash + 1;
+    size_t nd = strspn(digits, "0123456789");
+    if (nd == 0 || nd > 3 || digits[nd] != '\0' || (digits[0] == '0' && nd > 1))
         return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\": bad prefix length", item);
+    unsigned prefix = (unsigned)strtoul(digits, NULL, 10); /* at most 999 */
 
     unsigned char bytes[16];
     size_t nbytes;
@@ -60,16 +61,16 @@ static int parse_one(const char *item, int *family, char *canon, size_t canon_le
     } else {
         return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\": \"%s\" is not an IP address", item, addr);
     }
-    if (prefix > (long)nbytes * 8)
-        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\": prefix /%ld is longer than the address",
+    if (prefix > nbytes * 8)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "pod CIDR \"%s\": prefix /%u is longer than the address",
                        item, prefix);
-    for (size_t bit = (size_t)prefix; bit < nbytes * 8; bit++)
+    for (size_t bit = prefix; bit < nbytes * 8; bit++)
         if (bytes[bit / 8] & (0x80 >> (bit % 8)))
             return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
                            "pod CIDR \"%s\": host bits are set (the network address is needed)", item);
     char text[INET6_ADDRSTRLEN];
     inet_ntop(*family, bytes, text, sizeof(text));
-    snprintf(canon, canon_len, "%s/%ld", text, prefix);
+    snprintf(canon, canon_len, "%s/%u", text, prefix);
     return 0;
 }
 
@@ -82,8 +83,11 @@ int pod_cidr_normalize(const char *text, char **out, err_t *err)
         return err_sys(err, ENOMEM, "parsing pod CIDR");
     char result[2 * (INET6_ADDRSTRLEN + 8)] = "";
     bool have[2] = {false, false};
-    char *save = NULL;
-    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    /* strsep, not strtok: "a,,b" has an empty entry that must be refused. */
+    char *rest = copy;
+    if (strspn(copy, " ") == strlen(copy))
+        rest = NULL; /* an empty list */
+    for (char *item; (item = strsep(&rest, ",")) != NULL;) {
         while (*item == ' ')
             item++;
         char *e = item + strlen(item);

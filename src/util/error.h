@@ -33,11 +33,14 @@ enum err_code {
 
 typedef struct err {
     enum err_code code;
-    int errnum;  /* the errno behind it, 0 when there is none */
-    char *msg;   /* heap string, NULL when no error is set */
+    int errnum; /* the errno behind it, 0 when there is none */
+    char *msg;  /* heap string, NULL when no error is set */
 } err_t;
 
-#define ERR_INIT {0, 0, NULL}
+#define ERR_INIT                                                                                                       \
+    {                                                                                                                  \
+        0, 0, NULL                                                                                                     \
+    }
 
 /* Sets the error with an explicit status and returns -errnum (or -EINVAL when
  * errnum is 0) so callers can write `return err_set(...)`. */

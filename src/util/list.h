@@ -43,4 +43,5 @@ static inline void list_del(struct list_node *n)
 #define list_entry(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Safe against removal of the current entry. */
-#define list_for_each_safe(pos, tmp, head) for (pos = (head)->next, tmp = pos->next; pos != (head); pos = tmp, tmp = pos->next)
+#define list_for_each_safe(pos, tmp, head)                                                                             \
+    for (pos = (head)->next, tmp = pos->next; pos != (head); pos = tmp, tmp = pos->next)

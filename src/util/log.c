@@ -120,8 +120,8 @@ void log_write(enum log_level level, const char *fmt, ...)
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
         len = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-        len += (size_t)snprintf(line + len, sizeof(line) - len, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
-                                level_names[level]);
+        len +=
+            (size_t)snprintf(line + len, sizeof(line) - len, ".%03ldZ %-5s ", ts.tv_nsec / 1000000, level_names[level]);
     }
     if (context) {
         append_escaped(line, &len, sizeof(line), context);

@@ -27,20 +27,9 @@ static const struct {
     const char *suffix;
     uint64_t factor;
 } size_units[] = {
-    {"", 1},
-    {"b", 1},
-    {"k", 1ULL << 10},
-    {"ki", 1ULL << 10},
-    {"kib", 1ULL << 10},
-    {"kb", 1000ULL},
-    {"m", 1ULL << 20},
-    {"mi", 1ULL << 20},
-    {"mib", 1ULL << 20},
-    {"mb", 1000000ULL},
-    {"g", 1ULL << 30},
-    {"gi", 1ULL << 30},
-    {"gib", 1ULL << 30},
-    {"gb", 1000000000ULL},
+    {"", 1},           {"b", 1},           {"k", 1ULL << 10},   {"ki", 1ULL << 10},    {"kib", 1ULL << 10},
+    {"kb", 1000ULL},   {"m", 1ULL << 20},  {"mi", 1ULL << 20},  {"mib", 1ULL << 20},   {"mb", 1000000ULL},
+    {"g", 1ULL << 30}, {"gi", 1ULL << 30}, {"gib", 1ULL << 30}, {"gb", 1000000000ULL},
 };
 
 int parse_size(const char *s, uint64_t *out)

@@ -1,0 +1,17 @@
+"""The benchmark scripts run in quick mode so they never rot. Nothing about
+the numbers is asserted here: targets are checked by running bench/ itself."""
+import json
+import os
+import subprocess
+
+from conftest import BIN, TOP
+
+
+def test_footprint_quick(workdir):
+    out = os.path.join(workdir, "footprint.json")
+    r = subprocess.run([os.path.join(TOP, "bench", "footprint"), "--bin", BIN, "--quick", "--json", out],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| after start |" in r.stdout
+    data = json.load(open(out))
+    assert data["exit_code"] == 0 and len(data["rows"]) == 5
