@@ -21,14 +21,15 @@ TOP=$PWD
 
 # Everything the build, the tests and the benchmarks need, from Debian only.
 BUILD_PACKAGES=(
-  gcc make pkg-config meson ninja-build cmake patch dpkg-dev
+  gcc make pkg-config meson ninja-build cmake patch dpkg-dev libzstd-dev
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev zlib1g-dev
   libarchive-dev libseccomp-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libwslay-dev
 )
 TEST_PACKAGES=(
   python3 python3-pytest python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
   golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
-  procps python3-h2
+  procps python3-h2 util-linux
+  docker-registry busybox-static zstd apache2-utils python3-cryptography openssl
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cli/cli.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
 
@@ -11,6 +12,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: edgecri [options]\n"
+            "       edgecri pull [--socket PATH] [--user USER:PASSWORD] IMAGE\n"
+            "       edgecri import [--socket PATH] FILE.tar\n"
             "\n"
             "Serves the Kubernetes Container Runtime Interface (runtime.v1) on a unix socket.\n"
             "Point kubelet at it with --container-runtime-endpoint=unix://%s\n"
@@ -32,6 +35,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && cli_is_command(argv[1]))
+        return cli_main(argc, argv);
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},    {"socket", required_argument, NULL, 's'},
         {"root", required_argument, NULL, 'r'},      {"state", required_argument, NULL, 'S'},

@@ -7,6 +7,7 @@ socket, root and state directory, and is stopped with SIGTERM at teardown;
 the test fails if the daemon did not exit 0 or if a sanitizer reported
 anything in its log.
 """
+import atexit
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ def generate_stubs(out_dir):
 
 
 _STUB_DIR = tempfile.mkdtemp(prefix="edgecri-stubs-")
+atexit.register(shutil.rmtree, _STUB_DIR, True)
 generate_stubs(_STUB_DIR)
 sys.path.insert(0, _STUB_DIR)
 

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <sys/un.h>
 #include <jansson.h>
 #include <yaml.h>
@@ -18,10 +20,13 @@
 
 enum key_type {
     KEY_ABS_PATH,
+    KEY_PATH_OR_EMPTY, /* "" means a default derived at run time */
     KEY_LOG_LEVEL,
     KEY_CGROUP_DRIVER,
     KEY_SIZE,
     KEY_DURATION,
+    KEY_UINT,
+    KEY_BOOL,
 };
 
 struct config_key {
@@ -50,6 +55,18 @@ static const struct config_key keys[] = {
      "largest response message sent; larger ones fail with RESOURCE_EXHAUSTED"},
     {"shutdown_timeout", KEY_DURATION, FIELD(shutdown_timeout_ms), 0, 3600ULL * 1000, true,
      "how long SIGTERM waits for in-flight calls before closing them"},
+    {"registries", KEY_ABS_PATH, FIELD(registries_path), 0, 0, false,
+     "mirrors and registry credentials, in k3s's registries.yaml format (reloaded on SIGHUP)"},
+    {"images.max_concurrent_downloads", KEY_UINT, FIELD(images_max_concurrent_downloads), 1, 64, false,
+     "layer downloads running at once, across all pulls"},
+    {"images.keep_layer_blobs", KEY_BOOL, FIELD(images_keep_layer_blobs), 0, 1, false,
+     "keep compressed layer blobs after unpacking (else they are deleted to save disk)"},
+    {"images.max_layer_size", KEY_SIZE, FIELD(images_max_layer_size), 1ULL << 20, 1ULL << 40, false,
+     "largest total of file sizes one layer may unpack to"},
+    {"images.import_dir", KEY_PATH_OR_EMPTY, FIELD(images_import_dir), 0, 0, false,
+     "image tarballs found here are imported at start (empty: <root>/import)"},
+    {"images.max_file_size", KEY_SIZE, FIELD(images_max_file_size), 1ULL << 20, 1ULL << 40, false,
+     "largest single file a layer may contain"},
 };
 
 void config_init_defaults(struct config *c)
@@ -63,12 +80,18 @@ void config_init_defaults(struct config *c)
     c->grpc_max_recv_message_size = 16ULL << 20;
     c->grpc_max_send_message_size = 16ULL << 20;
     c->shutdown_timeout_ms = 10 * 1000;
+    c->registries_path = strdup(CONFIG_DEFAULT_REGISTRIES);
+    c->images_max_concurrent_downloads = 3;
+    c->images_keep_layer_blobs = false;
+    c->images_max_layer_size = 32ULL << 30;
+    c->images_max_file_size = 8ULL << 30;
+    c->images_import_dir = strdup("");
 }
 
 void config_free(struct config *c)
 {
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-        if (keys[i].type == KEY_ABS_PATH) {
+        if (keys[i].type == KEY_ABS_PATH || keys[i].type == KEY_PATH_OR_EMPTY) {
             char **p = (char **)((char *)c + keys[i].offset);
             free(*p);
             *p = NULL;
@@ -104,7 +127,8 @@ static int set_value(struct config *c, const struct config_key *k, const char *v
 
     switch (k->type) {
     case KEY_ABS_PATH:
-        if (value[0] != '/')
+    case KEY_PATH_OR_EMPTY:
+        if (value[0] != '/' && !(k->type == KEY_PATH_OR_EMPTY && value[0] == '\0'))
             return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not an absolute path", where,
                            k->name, value);
         if (strlen(value) >= 4096)
@@ -142,6 +166,23 @@ static int set_value(struct config *c, const struct config_key *k, const char *v
             return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
                            "%s: key %s: \"%s\" is not a duration (like 500ms, 10s, 2m, 1h)", where, k->name, value);
         goto range;
+    case KEY_UINT:
+        r = parse_u64(value, &v);
+        if (r < 0)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not a whole number", where,
+                           k->name, value);
+        goto range;
+    case KEY_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0) {
+            *(bool *)field = true;
+            return 0;
+        }
+        if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "off") == 0) {
+            *(bool *)field = false;
+            return 0;
+        }
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not true or false", where, k->name,
+                       value);
     }
     return err_set(err, ERR_INTERNAL, EINVAL, "%s: key %s: unknown key type", where, k->name);
 
@@ -149,7 +190,9 @@ range:
     if (v < k->min || v > k->max)
         return err_set(err, ERR_INVALID_ARGUMENT, ERANGE, "%s: key %s: %s is out of range (%llu to %llu%s)", where,
                        k->name, value, (unsigned long long)k->min, (unsigned long long)k->max,
-                       k->type == KEY_DURATION ? " ms" : " bytes");
+                       k->type == KEY_DURATION ? " ms"
+                       : k->type == KEY_SIZE   ? " bytes"
+                                               : "");
     *(uint64_t *)field = v;
     return 0;
 }
@@ -411,11 +454,18 @@ int config_load_text(struct config *out, const char *name, const char *text, siz
 
 int config_load(struct config *out, const char *path, bool must_exist, const struct config_overrides *ov, err_t *err)
 {
-    _cleanup_fclose_ FILE *f = fopen(path, "re");
-    if (!f) {
+    /* O_NONBLOCK: a FIFO planted at the path must not hang the start. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
         if (errno == ENOENT && !must_exist)
             return config_load_text(out, path, "", 0, ov, err);
         return err_sys(err, errno, "reading configuration %s", path);
+    }
+    _cleanup_fclose_ FILE *f = fdopen(fd, "r");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return err_sys(err, e, "reading configuration %s", path);
     }
     struct stat st;
     if (fstat(fileno(f), &st) < 0)
@@ -442,6 +492,7 @@ static void format_value(const struct config *c, const struct config_key *k, cha
     const void *field = (const char *)c + k->offset;
     switch (k->type) {
     case KEY_ABS_PATH:
+    case KEY_PATH_OR_EMPTY:
         snprintf(buf, n, "%s", *(char *const *)field);
         break;
     case KEY_LOG_LEVEL:
@@ -466,6 +517,12 @@ static void format_value(const struct config *c, const struct config_key *k, cha
             snprintf(buf, n, "%llums", (unsigned long long)v);
         break;
     }
+    case KEY_UINT:
+        snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
+    case KEY_BOOL:
+        snprintf(buf, n, "%s", *(const bool *)field ? "true" : "false");
+        break;
     }
 }
 
@@ -490,7 +547,8 @@ void config_apply_reloadable(struct config *dst, const struct config *src)
         void *d = (char *)dst + keys[i].offset;
         const void *s = (const char *)src + keys[i].offset;
         switch (keys[i].type) {
-        case KEY_ABS_PATH: {
+        case KEY_ABS_PATH:
+        case KEY_PATH_OR_EMPTY: {
             char *copy = strdup(*(char *const *)s);
             if (copy) {
                 free(*(char **)d);
@@ -504,7 +562,11 @@ void config_apply_reloadable(struct config *dst, const struct config *src)
             break;
         case KEY_SIZE:
         case KEY_DURATION:
+        case KEY_UINT:
             *(uint64_t *)d = *(const uint64_t *)s;
+            break;
+        case KEY_BOOL:
+            *(bool *)d = *(const bool *)s;
             break;
         }
     }
@@ -528,13 +590,17 @@ static bool values_equal(const struct config *a, const struct config *b, const s
     const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
     switch (k->type) {
     case KEY_ABS_PATH:
+    case KEY_PATH_OR_EMPTY:
         return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
     case KEY_LOG_LEVEL:
     case KEY_CGROUP_DRIVER:
         return *(const int *)fa == *(const int *)fb;
     case KEY_SIZE:
     case KEY_DURATION:
+    case KEY_UINT:
         return *(const uint64_t *)fa == *(const uint64_t *)fb;
+    case KEY_BOOL:
+        return *(const bool *)fa == *(const bool *)fb;
     }
     return false;
 }

@@ -14,10 +14,11 @@
 
 #include "util/error.h"
 
-#define CONFIG_DEFAULT_PATH   "/etc/edgecri/config.yaml"
-#define CONFIG_DEFAULT_SOCKET "/run/edgecri/edgecri.sock"
-#define CONFIG_DEFAULT_ROOT   "/var/lib/edgecri"
-#define CONFIG_DEFAULT_STATE  "/run/edgecri"
+#define CONFIG_DEFAULT_PATH       "/etc/edgecri/config.yaml"
+#define CONFIG_DEFAULT_SOCKET     "/run/edgecri/edgecri.sock"
+#define CONFIG_DEFAULT_ROOT       "/var/lib/edgecri"
+#define CONFIG_DEFAULT_STATE      "/run/edgecri"
+#define CONFIG_DEFAULT_REGISTRIES "/etc/edgecri/registries.yaml"
 
 enum cgroup_driver {
     CGROUP_DRIVER_CGROUPFS = 0,
@@ -33,6 +34,12 @@ struct config {
     uint64_t grpc_max_recv_message_size;
     uint64_t grpc_max_send_message_size;
     uint64_t shutdown_timeout_ms;
+    char *registries_path;
+    uint64_t images_max_concurrent_downloads;
+    bool images_keep_layer_blobs;
+    uint64_t images_max_layer_size;
+    uint64_t images_max_file_size;
+    char *images_import_dir; /* "" → <root>/import */
 };
 
 /* Values given on the command line; they win over the file, also on reload. */

@@ -24,3 +24,11 @@ void cri_update_runtime_config(struct grpc_call *call, const ProtobufCMessage *r
 void cri_get_container_events(struct grpc_call *call, const ProtobufCMessage *request);
 /* Delivers one lifecycle event to every GetContainerEvents subscriber. */
 void cri_publish_container_event(const Runtime__V1__ContainerEventResponse *event);
+
+/* image_service.c */
+void cri_pull_image(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_image_status(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_list_images(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stream_images(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_remove_image(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_image_fs_info(struct grpc_call *call, const ProtobufCMessage *request);

@@ -1,4 +1,4 @@
-/* Every RPC of runtime.v1, routed. An entry without a handler answers
+/* Every RPC of runtime.v1 (and of edgecri's own admin API), routed. An entry without a handler answers
  * UNIMPLEMENTED naming the RPC (never a fake success); grpc_server_start
  * checks this table against the proto both ways, so an RPC can neither be
  * missing here nor be listed under a wrong name. */
@@ -6,7 +6,10 @@
 
 #include "util/cleanup.h"
 
+#include "admin/admin_service.h"
+
 #define RS "runtime.v1.RuntimeService"
+#define AS "edgecri.admin.v1.Images"
 #define IS "runtime.v1.ImageService"
 
 #define RPC(svc, rpc, streaming, open_ended, fn)                                                                       \
@@ -51,17 +54,20 @@ static struct grpc_method methods[] = {
     RPC(RS, "StreamPodSandboxMetrics", true, false, NULL),
     RPC(RS, "RuntimeConfig", false, false, cri_runtime_config),
     RPC(RS, "UpdatePodSandboxResources", false, false, NULL),
-    RPC(IS, "ListImages", false, false, NULL),
-    RPC(IS, "StreamImages", true, false, NULL),
-    RPC(IS, "ImageStatus", false, false, NULL),
-    RPC(IS, "PullImage", false, false, NULL),
-    RPC(IS, "RemoveImage", false, false, NULL),
-    RPC(IS, "ImageFsInfo", false, false, NULL),
+    RPC(IS, "ListImages", false, false, cri_list_images),
+    RPC(IS, "StreamImages", true, false, cri_stream_images),
+    RPC(IS, "ImageStatus", false, false, cri_image_status),
+    RPC(IS, "PullImage", false, false, cri_pull_image),
+    RPC(IS, "RemoveImage", false, false, cri_remove_image),
+    RPC(IS, "ImageFsInfo", false, false, cri_image_fs_info),
+    RPC(AS, "Pull", true, false, admin_pull),
+    RPC(AS, "Import", true, false, admin_import),
 };
 
 const ProtobufCServiceDescriptor *const cri_services[] = {
     &runtime__v1__runtime_service__descriptor,
     &runtime__v1__image_service__descriptor,
+    &edgecri__admin__v1__images__descriptor,
 };
 const size_t cri_n_services = ARRAY_SIZE(cri_services);
 

@@ -11,6 +11,8 @@
 
 #include "cri/cri.h"
 #include "cri/grpc_server.h"
+#include "image/images.h"
+#include "image/import.h"
 #include "loop/loop.h"
 #include "net/pod_cidr.h"
 #include "util/cleanup.h"
@@ -48,6 +50,11 @@ static void reload(struct edgecri *d)
     log_set_level(d->config.log_level);
     grpc_server_set_limits(d->grpc, d->config.grpc_max_recv_message_size, d->config.grpc_max_send_message_size);
     log_info("configuration reloaded from %s", d->config_path);
+    _cleanup_err_ err_t rerr = ERR_INIT;
+    if (images_reload_registries(d->images, &rerr) < 0)
+        log_error("reload: %s; keeping the running registry configuration", rerr.msg);
+    else
+        log_info("registry configuration reloaded from %s", d->config.registries_path);
 }
 
 static void close_everything(struct edgecri *d)
@@ -58,13 +65,16 @@ static void close_everything(struct edgecri *d)
     uv_close((uv_handle_t *)&handles.wait_timer, NULL);
     grpc_server_free(d->grpc);
     d->grpc = NULL;
+    images_free(d->images);
+    d->images = NULL;
+    image_import_dir_shutdown();
     uv_stop(loop_get());
 }
 
 static void on_wait_persistence(uv_timer_t *t)
 {
     struct edgecri *d = t->data;
-    if (pod_cidr_busy(d->pod_cidr))
+    if (pod_cidr_busy(d->pod_cidr) || (d->images && images_busy(d->images)) || image_import_dir_busy())
         return; /* the timer repeats */
     uv_timer_stop(t);
     close_everything(d);
@@ -72,7 +82,9 @@ static void on_wait_persistence(uv_timer_t *t)
 
 static void on_grpc_drained(void *data)
 {
-    (void)data; /* the timer carries the daemon */
+    struct edgecri *d = data;
+    if (d->images)
+        images_shutdown(d->images);
     /* A state write still in the thread pool must land before we exit. */
     uv_timer_start(&handles.wait_timer, on_wait_persistence, 0, 10);
 }
@@ -117,6 +129,19 @@ static int start(struct edgecri *d, err_t *err)
     if (!d->pod_cidr)
         return err_sys(err, ENOMEM, "starting");
 
+    struct images_options iopts = {
+        .root = d->config.root_dir,
+        .registries_path = d->config.registries_path,
+        .max_concurrent_downloads = (unsigned)d->config.images_max_concurrent_downloads,
+        .keep_layer_blobs = d->config.images_keep_layer_blobs,
+        .limits = UNPACK_LIMITS_DEFAULT,
+    };
+    iopts.limits.max_total_size = d->config.images_max_layer_size;
+    iopts.limits.max_entry_size = d->config.images_max_file_size;
+    r = images_open(loop_get(), &iopts, &d->images, err);
+    if (r < 0)
+        return r;
+
     size_t n_methods;
     struct grpc_method *methods = cri_methods(&n_methods);
     struct grpc_server_options opts = {
@@ -129,7 +154,18 @@ static int start(struct edgecri *d, err_t *err)
         .n_services = cri_n_services,
         .userdata = d,
     };
-    return grpc_server_start(&d->grpc, loop_get(), &opts, err);
+    r = grpc_server_start(&d->grpc, loop_get(), &opts, err);
+    if (r < 0)
+        return r;
+    /* Tarballs dropped into the import directory (air-gapped nodes). */
+    _cleanup_free_ char *import_dir = NULL, *import_state = daemon_root_path(d, "imported.json");
+    if (*d->config.images_import_dir)
+        import_dir = strdup(d->config.images_import_dir);
+    else
+        import_dir = daemon_root_path(d, "import");
+    if (import_dir && import_state)
+        image_import_dir(d->images, import_dir, import_state);
+    return 0;
 }
 
 int daemon_run(const char *config_path, bool config_explicit, const struct config_overrides *ov)

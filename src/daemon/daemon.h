@@ -11,6 +11,7 @@
 
 struct grpc_server;
 struct pod_cidr_store;
+struct images;
 
 struct edgecri {
     struct config config;
@@ -23,6 +24,7 @@ struct edgecri {
     uint64_t started_at_ns; /* CLOCK_REALTIME */
 
     struct pod_cidr_store *pod_cidr;
+    struct images *images;
 
     bool stopping;
     int exit_code;

@@ -6,32 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loop/loop.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/persist.h"
 
 #define POD_CIDR_FILE_MAX 512
 
-struct waiter {
-    struct waiter *next;
-    void (*done)(void *, const err_t *);
-    void *data;
-};
-
 struct pod_cidr_store {
-    char *path;
     char *value;
-
-    /* One write at a time: `writing` holds what the pool thread is writing
-     * and the callers waiting for it; `queued` collects callers that arrived
-     * meanwhile, all served by one more write of the newest value. */
-    bool write_in_flight;
-    char *writing;
-    struct waiter *writing_waiters;
-    struct waiter *queued_waiters;
-    bool queued;
-    err_t write_err;
+    struct persist_file *file;
 };
 
 static int parse_one(const char *item, int *family, char *canon, size_t canon_len, err_t *err)
@@ -119,8 +103,12 @@ struct pod_cidr_store *pod_cidr_store_open(const char *path)
     struct pod_cidr_store *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->path = strdup(path);
+    s->file = persist_file_new(path, 0644);
     s->value = strdup("");
+    if (!s->file || !s->value) {
+        pod_cidr_store_free(s);
+        return NULL;
+    }
     _cleanup_free_ char *text = NULL;
     size_t len;
     err_t err = ERR_INIT;
@@ -140,26 +128,12 @@ struct pod_cidr_store *pod_cidr_store_open(const char *path)
     return s;
 }
 
-static void free_waiters(struct waiter *w)
-{
-    while (w) {
-        struct waiter *n = w->next;
-        free(w);
-        w = n;
-    }
-}
-
 void pod_cidr_store_free(struct pod_cidr_store *s)
 {
     if (!s)
         return;
-    /* Only called once no write is in flight (shutdown waits). */
-    free_waiters(s->writing_waiters);
-    free_waiters(s->queued_waiters);
-    free(s->writing);
+    persist_file_free(s->file);
     free(s->value);
-    free(s->path);
-    err_clear(&s->write_err);
     free(s);
 }
 
@@ -170,61 +144,13 @@ const char *pod_cidr_get(const struct pod_cidr_store *s)
 
 bool pod_cidr_busy(const struct pod_cidr_store *s)
 {
-    return s->write_in_flight;
-}
-
-static void write_work(void *data)
-{
-    struct pod_cidr_store *s = data;
-    char line[POD_CIDR_FILE_MAX];
-    int n = snprintf(line, sizeof(line), "%s\n", s->writing);
-    err_clear(&s->write_err);
-    fs_write_atomic(s->path, line, (size_t)n, 0644, &s->write_err);
-}
-
-static void start_write(struct pod_cidr_store *s);
-
-static void write_done(void *data, int status)
-{
-    struct pod_cidr_store *s = data;
-    if (status < 0 && !s->write_err.msg)
-        err_sys(&s->write_err, -status, "writing %s", s->path);
-    struct waiter *w = s->writing_waiters;
-    s->writing_waiters = NULL;
-    s->write_in_flight = false;
-    while (w) {
-        struct waiter *n = w->next;
-        w->done(w->data, s->write_err.msg ? &s->write_err : NULL);
-        free(w);
-        w = n;
-    }
-    if (s->queued)
-        start_write(s);
-}
-
-static void start_write(struct pod_cidr_store *s)
-{
-    s->queued = false;
-    free(s->writing);
-    s->writing = strdup(s->value);
-    s->writing_waiters = s->queued_waiters;
-    s->queued_waiters = NULL;
-    s->write_in_flight = true;
-    int r = s->writing ? loop_queue_work(write_work, write_done, s) : -ENOMEM;
-    if (r < 0) {
-        err_sys(&s->write_err, -r, "writing %s", s->path);
-        s->write_in_flight = true;
-        write_done(s, 0);
-    }
+    return persist_file_busy(s->file);
 }
 
 void pod_cidr_set(struct pod_cidr_store *s, const char *normalized, void (*done)(void *, const err_t *), void *data)
 {
     char *v = strdup(normalized);
-    struct waiter *w = malloc(sizeof(*w));
-    if (!v || !w) {
-        free(v);
-        free(w);
+    if (!v) {
         err_t e = ERR_INIT;
         err_sys(&e, ENOMEM, "setting the pod CIDR");
         done(data, &e);
@@ -233,11 +159,7 @@ void pod_cidr_set(struct pod_cidr_store *s, const char *normalized, void (*done)
     }
     free(s->value);
     s->value = v;
-    w->done = done;
-    w->data = data;
-    w->next = s->queued_waiters;
-    s->queued_waiters = w;
-    s->queued = true;
-    if (!s->write_in_flight)
-        start_write(s);
+    char line[POD_CIDR_FILE_MAX];
+    int n = snprintf(line, sizeof(line), "%s\n", v);
+    persist_file_write(s->file, line, (size_t)n, done, data);
 }

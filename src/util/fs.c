@@ -1,5 +1,6 @@
 #include "util/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -143,4 +144,55 @@ int fs_lock_file(const char *path, const char *what, err_t *err)
     if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
         return err_sys(err, errno, "writing lock %s", path);
     return steal_fd(&fd);
+}
+
+static int remove_tree_fd(int parent, const char *name, dev_t dev, int depth, err_t *err)
+{
+    if (depth > 512)
+        return err_set(err, ERR_FAILED_PRECONDITION, ELOOP, "removing %s: tree nested too deeply", name);
+    struct stat st;
+    if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : err_sys(err, errno, "inspecting %s", name);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(parent, name, 0) < 0 && errno != ENOENT)
+            return err_sys(err, errno, "removing %s", name);
+        return 0;
+    }
+    if (st.st_dev != dev)
+        return err_set(err, ERR_FAILED_PRECONDITION, EBUSY, "removing %s: something is mounted there", name);
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return err_sys(err, errno, "opening %s", name);
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return err_sys(err, e, "reading %s", name);
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        r = remove_tree_fd(dirfd(d), de->d_name, dev, depth + 1, err);
+    }
+    closedir(d);
+    if (r < 0)
+        return r;
+    if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return err_sys(err, errno, "removing directory %s", name);
+    return 0;
+}
+
+int fs_remove_tree_at(int dirfd, const char *name, err_t *err)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : err_sys(err, errno, "inspecting %s", name);
+    return remove_tree_fd(dirfd, name, st.st_dev, 0, err);
+}
+
+int fs_remove_tree(const char *path, err_t *err)
+{
+    return fs_remove_tree_at(AT_FDCWD, path, err);
 }

@@ -22,3 +22,9 @@ int fs_read_file(const char *path, size_t max, char **out, size_t *len, err_t *e
  * descriptor open for the life of the process; the holder's pid is written
  * in it so the refusal can say who holds it. Returns the fd. */
 int fs_lock_file(const char *path, const char *what, err_t *err);
+
+/* (blocking) Removes `name` under dirfd and everything below it, never
+ * following a symlink and never crossing into another mount (an unpacked
+ * layer or a container root can hold anything). A missing tree is fine. */
+int fs_remove_tree_at(int dirfd, const char *name, err_t *err);
+int fs_remove_tree(const char *path, err_t *err);

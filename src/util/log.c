@@ -13,7 +13,8 @@
 
 static enum log_level current_level = LOG_LEVEL_INFO;
 static bool to_journal;
-static char *context;
+/* Per thread: pool threads log without the loop thread's RPC context. */
+static __thread char *context;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 /* syslog priorities journald understands: err, warning, info, debug */

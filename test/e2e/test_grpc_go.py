@@ -62,9 +62,8 @@ def test_grpc_go_client(edgecri, criclient):
     assert "code=Unimplemented " in run_pod, report
     assert "RunPodSandbox" in run_pod.split("message=", 1)[1], report
 
-    list_images = line("unimplemented rpc=ListImages ")
-    assert "code=Unimplemented " in list_images, report
-    assert "ListImages" in list_images.split("message=", 1)[1], report
+    assert line("images ") == "images count=0", report
+    assert line("imagestatus ") == "imagestatus missing=true", report
 
     assert line("status ") == "status conditions=2", report
     conditions = {l.split()[1] for l in lines if l.startswith("condition ")}

@@ -10,7 +10,8 @@ import pytest
 import api_pb2 as pb
 from api_pb2 import DESCRIPTOR
 
-IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig", "GetContainerEvents"}
+IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig", "GetContainerEvents", "ListImages",
+               "StreamImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"}
 
 
 def test_version(edgecri):

@@ -27,7 +27,14 @@ static void check_defaults(const struct config *c)
     CHECK_EQ_U64(c->grpc_max_recv_message_size, 16ULL << 20);
     CHECK_EQ_U64(c->grpc_max_send_message_size, 16ULL << 20);
     CHECK_EQ_U64(c->shutdown_timeout_ms, 10000);
+    CHECK_STREQ(c->registries_path, "/etc/edgecri/registries.yaml");
+    CHECK_EQ_U64(c->images_max_concurrent_downloads, 3);
+    CHECK(!c->images_keep_layer_blobs);
+    CHECK_EQ_U64(c->images_max_layer_size, 32ULL << 30);
+    CHECK_EQ_U64(c->images_max_file_size, 8ULL << 30);
+    CHECK_STREQ(c->images_import_dir, "");
 }
+
 
 /* Loads `text` expecting success, then checks the defaults. */
 static void expect_defaults(const char *text)
@@ -242,6 +249,32 @@ static void test_errors(void)
     EXPECT_ERROR("root: /same\nstate: /same\n", 2, "state", NULL);
 }
 
+static void test_image_keys(void)
+{
+    struct config c;
+    err_t err = ERR_INIT;
+    CHECK_OK(load(&c,
+                  "registries: /etc/r.yaml\nimages:\n  max_concurrent_downloads: 8\n  keep_layer_blobs: yes\n"
+                  "  max_layer_size: 2GiB\n  max_file_size: 1GiB\n",
+                  NULL, &err));
+    CHECK_STREQ(c.registries_path, "/etc/r.yaml");
+    CHECK_EQ_U64(c.images_max_concurrent_downloads, 8);
+    CHECK(c.images_keep_layer_blobs);
+    CHECK_EQ_U64(c.images_max_layer_size, 2ULL << 30);
+    CHECK_EQ_U64(c.images_max_file_size, 1ULL << 30);
+    config_free(&c);
+    err_clear(&err);
+    EXPECT_ERROR("images:\n  keep_layer_blobs: maybe\n", 2, "images.keep_layer_blobs", "true or false");
+    EXPECT_ERROR("images:\n  max_concurrent_downloads: 0\n", 2, "images.max_concurrent_downloads", "out of range");
+    EXPECT_ERROR("images:\n  max_concurrent_downloads: 3.5\n", 2, "images.max_concurrent_downloads",
+                 "not a whole number");
+    EXPECT_ERROR("registries: relative.yaml\n", 1, "registries", "absolute");
+    EXPECT_ERROR("images:\n  import_dir: some/dir\n", 2, "images.import_dir", "absolute");
+    CHECK_OK(load(&c, "images:\n  import_dir: /srv/images\n", NULL, &err));
+    CHECK_STREQ(c.images_import_dir, "/srv/images");
+    config_free(&c);
+}
+
 static void test_overrides(void)
 {
     struct config c;
@@ -402,7 +435,7 @@ static void test_to_json(void)
     json_t *obj = s ? json_loads(s, 0, &jerr) : NULL;
     CHECK_MSG(json_is_object(obj), "config_to_json gave invalid JSON: %s", s ? s : "(null)");
     if (obj) {
-        CHECK_EQ_INT(json_object_size(obj), 8);
+        CHECK_EQ_INT(json_object_size(obj), 14);
         check_json_str(obj, "socket", "/run/edgecri/edgecri.sock");
         check_json_str(obj, "root", "/var/lib/edgecri");
         check_json_str(obj, "state", "/run/edgecri");
@@ -468,7 +501,7 @@ static void test_print_reference(void)
     int lines = 0;
     for (const char *p = buf; p && *p; p++)
         lines += *p == '\n';
-    CHECK_EQ_INT(lines, 8);
+    CHECK_EQ_INT(lines, 14);
     free(buf);
 }
 
@@ -548,6 +581,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_full_file);
     RUN(test_errors);
+    RUN(test_image_keys);
     RUN(test_overrides);
     RUN(test_unreloadable_changes);
     RUN(test_apply_reloadable);

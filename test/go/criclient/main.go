@@ -109,11 +109,26 @@ func checkRunPodSandbox(rt runtimeapi.RuntimeServiceClient) {
 	expectUnimplemented("RunPodSandbox", err)
 }
 
+// ListImages on a fresh daemon: an empty list; ImageStatus of an image that
+// is not there: no error and no image, as kubelet expects.
 func checkListImages(img runtimeapi.ImageServiceClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	_, err := img.ListImages(ctx, &runtimeapi.ListImagesRequest{})
-	expectUnimplemented("ListImages", err)
+	list, err := img.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		fail("ListImages: %v", err)
+		return
+	}
+	fmt.Printf("images count=%d\n", len(list.Images))
+	st, err := img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: "example.com/not/there:1"}})
+	if err != nil {
+		fail("ImageStatus: %v", err)
+		return
+	}
+	fmt.Printf("imagestatus missing=%t\n", st.Image == nil)
+	if st.Image != nil {
+		fail("ImageStatus of a missing image returned %v", st.Image)
+	}
 }
 
 func checkStatus(rt runtimeapi.RuntimeServiceClient) {
