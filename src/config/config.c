@@ -533,7 +533,7 @@ void config_print_reference(FILE *f)
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
         char value[256];
         format_value(&d, &keys[i], value, sizeof(value));
-        fprintf(f, "  %-28s %-26s %s%s\n", keys[i].name, value, keys[i].help,
+        fprintf(f, "  %-32s %-28s %s%s\n", keys[i].name, value, keys[i].help,
                 keys[i].reloadable ? "" : " (restart to change)");
     }
     config_free(&d);

@@ -15,3 +15,13 @@ def test_footprint_quick(workdir):
     assert "| after start |" in r.stdout
     data = json.load(open(out))
     assert data["exit_code"] == 0 and len(data["rows"]) == 5
+
+
+def test_pull_quick(workdir):
+    out = os.path.join(workdir, "pull.json")
+    r = subprocess.run([os.path.join(TOP, "bench", "pull"), "--bin", BIN, "--quick", "--json", out],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| cold pull, median of 1 |" in r.stdout
+    data = json.load(open(out))
+    assert len(data["cold_pull_s"]) == 1 and data["small_count"] == 3
