@@ -3,10 +3,12 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "runtime/pod_init.h"
 
 static void usage(FILE *f)
 {
@@ -37,6 +39,9 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && cli_is_command(argv[1]))
         return cli_main(argc, argv);
+    /* Not for people: what edgecri starts as a pod's PID 1. */
+    if (argc == 2 && strcmp(argv[1], "pod-init") == 0)
+        return pod_init_main();
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},    {"socket", required_argument, NULL, 's'},
         {"root", required_argument, NULL, 'r'},      {"state", required_argument, NULL, 'S'},

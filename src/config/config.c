@@ -13,6 +13,7 @@
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "util/parse.h"
+#include "net/pod_cidr.h"
 
 /* Largest configuration file we read: a config is a few hundred bytes; a huge
  * file is a mistake (or an attack on the parser), not a config. */
@@ -21,6 +22,8 @@
 enum key_type {
     KEY_ABS_PATH,
     KEY_PATH_OR_EMPTY, /* "" means a default derived at run time */
+    KEY_PATH_LIST,     /* absolute paths separated by ':' */
+    KEY_CIDR,          /* "" or a pod CIDR list (validated by the network module) */
     KEY_LOG_LEVEL,
     KEY_CGROUP_DRIVER,
     KEY_SIZE,
@@ -65,6 +68,11 @@ static const struct config_key keys[] = {
      "largest total of file sizes one layer may unpack to"},
     {"images.import_dir", KEY_PATH_OR_EMPTY, FIELD(images_import_dir), 0, 0, false,
      "image tarballs found here are imported at start (empty: <root>/import)"},
+    {"cni.conf_dir", KEY_ABS_PATH, FIELD(cni_conf_dir), 0, 0, false, "CNI network configurations (*.conflist, *.conf)"},
+    {"cni.bin_dirs", KEY_PATH_LIST, FIELD(cni_bin_dirs), 0, 0, false,
+     "where CNI plugins are looked for, ':'-separated"},
+    {"network.pod_cidr", KEY_CIDR, FIELD(pod_cidr), 0, 0, false,
+     "subnet of the built-in pod network when kubelet sends none (empty: none)"},
     {"images.max_file_size", KEY_SIZE, FIELD(images_max_file_size), 1ULL << 20, 1ULL << 40, false,
      "largest single file a layer may contain"},
 };
@@ -86,12 +94,16 @@ void config_init_defaults(struct config *c)
     c->images_max_layer_size = 32ULL << 30;
     c->images_max_file_size = 8ULL << 30;
     c->images_import_dir = strdup("");
+    c->cni_conf_dir = strdup("/etc/cni/net.d");
+    c->cni_bin_dirs = strdup("/opt/cni/bin:/usr/lib/cni");
+    c->pod_cidr = strdup("10.88.0.0/16");
 }
 
 void config_free(struct config *c)
 {
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-        if (keys[i].type == KEY_ABS_PATH || keys[i].type == KEY_PATH_OR_EMPTY) {
+        if (keys[i].type == KEY_ABS_PATH || keys[i].type == KEY_PATH_OR_EMPTY || keys[i].type == KEY_PATH_LIST ||
+            keys[i].type == KEY_CIDR) {
             char **p = (char **)((char *)c + keys[i].offset);
             free(*p);
             *p = NULL;
@@ -138,6 +150,31 @@ static int set_value(struct config *c, const struct config_key *k, const char *v
         if (!*(char **)field)
             return err_sys(err, ENOMEM, "%s: key %s", where, k->name);
         return 0;
+    case KEY_PATH_LIST: {
+        if (!*value)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: empty list", where, k->name);
+        _cleanup_free_ char *copy = strdup(value);
+        char *rest = copy, *item;
+        while (copy && (item = strsep(&rest, ":")) != NULL)
+            if (item[0] != '/')
+                return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not an absolute path", where,
+                               k->name, item);
+        free(*(char **)field);
+        *(char **)field = strdup(value);
+        return *(char **)field ? 0 : err_sys(err, ENOMEM, "%s: key %s", where, k->name);
+    }
+    case KEY_CIDR: {
+        char *norm = NULL;
+        err_t e = ERR_INIT;
+        if (pod_cidr_normalize(value, &norm, &e) < 0) {
+            int rc = err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: %s", where, k->name, e.msg);
+            err_clear(&e);
+            return rc;
+        }
+        free(*(char **)field);
+        *(char **)field = norm;
+        return 0;
+    }
     case KEY_LOG_LEVEL:
         r = log_level_parse(value);
         if (r < 0)
@@ -493,6 +530,8 @@ static void format_value(const struct config *c, const struct config_key *k, cha
     switch (k->type) {
     case KEY_ABS_PATH:
     case KEY_PATH_OR_EMPTY:
+    case KEY_PATH_LIST:
+    case KEY_CIDR:
         snprintf(buf, n, "%s", *(char *const *)field);
         break;
     case KEY_LOG_LEVEL:
@@ -548,7 +587,9 @@ void config_apply_reloadable(struct config *dst, const struct config *src)
         const void *s = (const char *)src + keys[i].offset;
         switch (keys[i].type) {
         case KEY_ABS_PATH:
-        case KEY_PATH_OR_EMPTY: {
+        case KEY_PATH_OR_EMPTY:
+        case KEY_PATH_LIST:
+        case KEY_CIDR: {
             char *copy = strdup(*(char *const *)s);
             if (copy) {
                 free(*(char **)d);
@@ -591,6 +632,8 @@ static bool values_equal(const struct config *a, const struct config *b, const s
     switch (k->type) {
     case KEY_ABS_PATH:
     case KEY_PATH_OR_EMPTY:
+    case KEY_PATH_LIST:
+    case KEY_CIDR:
         return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
     case KEY_LOG_LEVEL:
     case KEY_CGROUP_DRIVER:

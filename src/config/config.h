@@ -40,6 +40,9 @@ struct config {
     uint64_t images_max_layer_size;
     uint64_t images_max_file_size;
     char *images_import_dir; /* "" → <root>/import */
+    char *cni_conf_dir;
+    char *cni_bin_dirs; /* colon separated */
+    char *pod_cidr;     /* for the built-in network until kubelet sends one */
 };
 
 /* Values given on the command line; they win over the file, also on reload. */

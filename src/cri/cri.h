@@ -32,3 +32,12 @@ void cri_list_images(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_stream_images(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_remove_image(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_image_fs_info(struct grpc_call *call, const ProtobufCMessage *request);
+
+/* pod_service.c */
+void cri_run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stop_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_remove_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_list_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stream_pod_sandboxes(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_update_pod_sandbox_resources(struct grpc_call *call, const ProtobufCMessage *request);

@@ -8,6 +8,7 @@
 #include "cri/cri.h"
 #include "cri/grpc_server.h"
 #include "daemon/daemon.h"
+#include "net/cni.h"
 #include "net/pod_cidr.h"
 #include "util/cleanup.h"
 #include "util/log.h"
@@ -45,12 +46,16 @@ static void fill_runtime_condition(const struct edgecri *d, Runtime__V1__Runtime
     }
 }
 
-static void fill_network_condition(Runtime__V1__RuntimeCondition *c)
+/* NetworkReady: a CNI configuration (or the built-in network) whose
+ * plugins are all there. */
+static void fill_network_condition(struct edgecri *d, Runtime__V1__RuntimeCondition *c, char **reason)
 {
     c->type = (char *)"NetworkReady";
-    c->status = 0;
-    c->reason = (char *)"NetworkPluginNotReady";
-    c->message = (char *)"edgecri: pod networking (CNI) is not available in this build yet";
+    c->status = cni_ready(d->cni, reason);
+    if (!c->status) {
+        c->reason = (char *)"NetworkPluginNotReady";
+        c->message = *reason ? *reason : (char *)"no CNI network";
+    }
 }
 
 void cri_status(struct grpc_call *call, const ProtobufCMessage *request)
@@ -62,7 +67,8 @@ void cri_status(struct grpc_call *call, const ProtobufCMessage *request)
     Runtime__V1__RuntimeCondition network = RUNTIME__V1__RUNTIME_CONDITION__INIT;
     char runtime_msg[4200];
     fill_runtime_condition(d, &runtime, runtime_msg, sizeof(runtime_msg));
-    fill_network_condition(&network);
+    _cleanup_free_ char *net_reason = NULL;
+    fill_network_condition(d, &network, &net_reason);
     Runtime__V1__RuntimeCondition *conditions[] = {&runtime, &network};
     Runtime__V1__RuntimeStatus status = RUNTIME__V1__RUNTIME_STATUS__INIT;
     status.n_conditions = ARRAY_SIZE(conditions);
@@ -113,6 +119,15 @@ void cri_runtime_config(struct grpc_call *call, const ProtobufCMessage *request)
 static void pod_cidr_saved(void *data, const err_t *err)
 {
     struct grpc_call *call = data;
+    struct edgecri *d = grpc_call_userdata(call);
+    _cleanup_err_ err_t nerr = ERR_INIT;
+    /* The built-in network follows the node's CIDR (a conflist of the
+     * operator's, if there is one, is not touched). */
+    if (!err && cni_set_default_network(d->cni, pod_cidr_get(d->pod_cidr), &nerr) < 0) {
+        Runtime__V1__UpdateRuntimeConfigResponse fail = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
+        grpc_call_finish(call, &fail.base, &nerr);
+        return;
+    }
     Runtime__V1__UpdateRuntimeConfigResponse resp = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
     grpc_call_finish(call, &resp.base, err);
 }

@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,10 @@
 #include "cri/grpc_server.h"
 #include "image/images.h"
 #include "image/import.h"
+#include "net/cni.h"
+#include "runtime/cgroup.h"
+#include "runtime/pods.h"
+#include "runtime/spawn.h"
 #include "loop/loop.h"
 #include "net/pod_cidr.h"
 #include "util/cleanup.h"
@@ -51,6 +56,10 @@ static void reload(struct edgecri *d)
     grpc_server_set_limits(d->grpc, d->config.grpc_max_recv_message_size, d->config.grpc_max_send_message_size);
     log_info("configuration reloaded from %s", d->config_path);
     _cleanup_err_ err_t rerr = ERR_INIT;
+    if (cni_reload(d->cni, &rerr) < 0) {
+        log_error("reload: CNI configuration: %s", rerr.msg);
+        err_clear(&rerr);
+    }
     if (images_reload_registries(d->images, &rerr) < 0)
         log_error("reload: %s; keeping the running registry configuration", rerr.msg);
     else
@@ -68,13 +77,20 @@ static void close_everything(struct edgecri *d)
     images_free(d->images);
     d->images = NULL;
     image_import_dir_shutdown();
+    pods_free(d->pods);
+    d->pods = NULL;
+    cni_free(d->cni);
+    d->cni = NULL;
+    cgroup_manager_free(d->cgroups);
+    d->cgroups = NULL;
     uv_stop(loop_get());
 }
 
 static void on_wait_persistence(uv_timer_t *t)
 {
     struct edgecri *d = t->data;
-    if (pod_cidr_busy(d->pod_cidr) || (d->images && images_busy(d->images)) || image_import_dir_busy())
+    if (pod_cidr_busy(d->pod_cidr) || (d->images && images_busy(d->images)) || image_import_dir_busy() ||
+        (d->pods && pods_busy(d->pods)))
         return; /* the timer repeats */
     uv_timer_stop(t);
     close_everything(d);
@@ -142,6 +158,44 @@ static int start(struct edgecri *d, err_t *err)
     if (r < 0)
         return r;
 
+    /* Pods: cgroups, CNI, and the records of the pods that exist. */
+    if ((r = spawn_init(err)) < 0)
+        return r;
+    d->self_exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (d->self_exe_fd < 0)
+        return err_sys(err, errno, "opening edgecri's own binary");
+    if ((r = cgroup_manager_new(d->config.cgroup_driver == CGROUP_DRIVER_SYSTEMD ? CGROUP_DRIVER_KIND_SYSTEMD
+                                                                                 : CGROUP_DRIVER_KIND_CGROUPFS,
+                                &d->cgroups, err)) < 0)
+        return r;
+    _cleanup_free_ char *cni_cache = daemon_root_path(d, "cni");
+    _cleanup_free_ char *bins = strdup(d->config.cni_bin_dirs);
+    const char *bin_dirs[16];
+    size_t n_bins = 0;
+    for (char *rest = bins, *item; bins && n_bins < 16 && (item = strsep(&rest, ":")) != NULL;)
+        bin_dirs[n_bins++] = item;
+    struct cni_options copts = {
+        .conf_dir = d->config.cni_conf_dir,
+        .bin_dirs = bin_dirs,
+        .n_bin_dirs = n_bins,
+        .cache_dir = cni_cache,
+        .timeout_ms = 60000,
+    };
+    if ((r = cni_new(loop_get(), &copts, &d->cni, err)) < 0)
+        return r;
+    const char *cidr = *pod_cidr_get(d->pod_cidr) ? pod_cidr_get(d->pod_cidr) : d->config.pod_cidr;
+    if (*cidr && (r = cni_set_default_network(d->cni, cidr, err)) < 0)
+        return r;
+    struct pods_options popts = {
+        .root = d->config.root_dir,
+        .state = d->config.state_dir,
+        .cni = d->cni,
+        .cgroups = d->cgroups,
+        .self_exe_fd = d->self_exe_fd,
+    };
+    if ((r = pods_open(loop_get(), &popts, &d->pods, err)) < 0)
+        return r;
+
     size_t n_methods;
     struct grpc_method *methods = cri_methods(&n_methods);
     struct grpc_server_options opts = {
@@ -177,7 +231,7 @@ int daemon_run(const char *config_path, bool config_explicit, const struct confi
     d->config_path = config_path;
     d->config_explicit = config_explicit;
     d->overrides = *ov;
-    d->root_lock_fd = d->state_lock_fd = -1;
+    d->root_lock_fd = d->state_lock_fd = d->self_exe_fd = -1;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     d->started_at_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
@@ -220,6 +274,8 @@ int daemon_run(const char *config_path, bool config_explicit, const struct confi
         close(d->root_lock_fd);
     if (d->state_lock_fd >= 0)
         close(d->state_lock_fd);
+    if (d->self_exe_fd >= 0)
+        close(d->self_exe_fd);
     config_free(&d->config);
     free(d);
     if (code == 0)

@@ -12,6 +12,9 @@
 struct grpc_server;
 struct pod_cidr_store;
 struct images;
+struct cgroup_manager;
+struct cni;
+struct pods;
 
 struct edgecri {
     struct config config;
@@ -25,6 +28,10 @@ struct edgecri {
 
     struct pod_cidr_store *pod_cidr;
     struct images *images;
+    struct cgroup_manager *cgroups;
+    struct cni *cni;
+    struct pods *pods;
+    int self_exe_fd;
 
     bool stopping;
     int exit_code;

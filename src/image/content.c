@@ -269,8 +269,7 @@ int content_ingest_commit(struct content_ingest *in, err_t *err)
         if (in->offset != (uint64_t)in->size)
             return err_set(err, ERR_DATA_LOSS, EIO, "blob %s: got %llu bytes, expected %lld", in->digest,
                            (unsigned long long)in->offset, (long long)in->size);
-        return err_set(err, ERR_DATA_LOSS, EIO, "blob %s: the downloaded content has digest %s; discarded", in->digest,
-                       got);
+        return err_set(err, ERR_DATA_LOSS, EIO, "blob %s: the content has digest %s; discarded", in->digest, got);
     }
     if (fsync(in->fd) < 0)
         return err_sys(err, errno, "syncing %s", in->path);

@@ -1308,6 +1308,26 @@ int images_register_local(struct images *s, const uint8_t *manifest, size_t len,
     return 0;
 }
 
+bool images_blob_needed(const struct images *s, const char *digest)
+{
+    if (blob_still_needed((struct images *)s, digest) || find_blob_job((struct images *)s, digest))
+        return true;
+    for (size_t k = 0; k < image_store_count(s->store); k++) {
+        const struct image_record *o = image_store_at(s->store, k);
+        if (strcmp(o->id, digest) == 0 || strcmp(o->manifest_digest, digest) == 0)
+            return true;
+        for (size_t d = 0; d < o->n_repo_digests; d++) {
+            const char *at = strrchr(o->repo_digests[d], '@');
+            if (at && strcmp(at + 1, digest) == 0)
+                return true;
+        }
+    }
+    /* With keep_layer_blobs, a layer blob is kept as long as some layer
+     * exists; telling which blob made which layer takes the manifests, and
+     * keeping a few extra blobs is what that option asks for anyway. */
+    return s->keep_layer_blobs;
+}
+
 int images_queue_work(struct images *s, void (*work)(void *), void (*done)(void *, int), void *data)
 {
     return pool(s, work, done, data);

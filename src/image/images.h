@@ -94,6 +94,11 @@ int images_register_local(struct images *s, const uint8_t *manifest, size_t len,
  * waits for it. */
 int images_queue_work(struct images *s, void (*work)(void *), void (*done)(void *, int), void *data);
 
+/* Whether a blob must stay: the config or manifest of an image, or a layer
+ * blob kept by keep_layer_blobs or still waiting to be unpacked. Importers
+ * drop what they stored that nothing needs. */
+bool images_blob_needed(const struct images *s, const char *digest);
+
 /* The content store, for importers that add blobs before registering. */
 struct content_store *images_content(const struct images *s);
 

@@ -487,8 +487,51 @@ static void progress(struct image_import *imp, const char *fmt, ...)
         imp->progress(imp->data, line);
 }
 
+struct blob_sweep {
+    struct images *imgs;
+    char **digests;
+    size_t n;
+};
+
+static void sweep_work(void *data)
+{
+    struct blob_sweep *w = data;
+    for (size_t i = 0; i < w->n; i++)
+        content_delete_blob(images_content(w->imgs), w->digests[i], NULL);
+}
+
+static void sweep_done(void *data, int status)
+{
+    (void)status;
+    struct blob_sweep *w = data;
+    for (size_t i = 0; i < w->n; i++)
+        free(w->digests[i]);
+    free(w->digests);
+    free(w);
+}
+
+/* Blobs the archive brought that no image needs now (layers already
+ * unpacked, other platforms, a failed import) go, or they would stay for
+ * good. */
+static void sweep_unneeded(struct image_import *imp)
+{
+    struct blob_sweep *w = calloc(1, sizeof(*w));
+    if (!w || !(w->digests = calloc(imp->n_files ? imp->n_files : 1, sizeof(char *)))) {
+        free(w);
+        return;
+    }
+    w->imgs = imp->imgs;
+    for (size_t i = 0; i < imp->n_files; i++)
+        if (digest_valid(imp->files[i].digest) && !images_blob_needed(imp->imgs, imp->files[i].digest))
+            if ((w->digests[w->n] = strdup(imp->files[i].digest)))
+                w->n++;
+    if (w->n == 0 || images_queue_work(imp->imgs, sweep_work, sweep_done, w) < 0)
+        sweep_done(w, 0);
+}
+
 static void finish(struct image_import *imp, const err_t *err)
 {
+    sweep_unneeded(imp);
     if (!imp->detached) {
         struct imported_image *out = calloc(imp->n_items ? imp->n_items : 1, sizeof(*out));
         size_t n = 0;

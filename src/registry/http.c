@@ -290,9 +290,10 @@ static void on_poll_closed(uv_handle_t *h)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct poll_ctx *p = h->data;
-    int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
+    /* On a socket error let curl read and write: it then meets the error
+     * itself and reports what it was (a TLS alert, a reset) instead of a
+     * bare "select/poll returned error". */
+    int flags = status < 0 ? CURL_CSELECT_IN | CURL_CSELECT_OUT : 0;
     if (events & UV_READABLE)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)

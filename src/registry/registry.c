@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "registry/auth_challenge.h"
 #include "registry/http.h"
@@ -132,11 +133,28 @@ static int decode_basic(const char *b64, char **user, char **pass)
 
 static void endpoint_free(struct endpoint *e)
 {
+    free((char *)e->tls.ca_file);
+    free((char *)e->tls.cert_file);
+    free((char *)e->tls.key_file);
     free(e->username);
     free(e->password);
     free(e->identity_token);
     free(e->registry_token);
     free(e->token);
+}
+
+/* "https://index.docker.io/v1/" → "index.docker.io": the host[:port] a
+ * credential names, compared exactly (a substring match would hand a
+ * password to any host whose name contains another's). */
+static void server_host(const char *addr, char *out, size_t n)
+{
+    const char *p = strstr(addr, "://");
+    p = p ? p + 3 : addr;
+    size_t len = strcspn(p, "/?#");
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, p, len);
+    out[len] = '\0';
 }
 
 static char *dup_or_null(const char *s)
@@ -152,9 +170,10 @@ static void endpoint_credentials(struct endpoint *e, const struct registries_con
 {
     const struct registry_host_config *hc = cfg ? registries_host_config(cfg, e->ep.host) : NULL;
     if (hc && hc->has_tls) {
-        e->tls.ca_file = hc->tls.ca_file;
-        e->tls.cert_file = hc->tls.cert_file;
-        e->tls.key_file = hc->tls.key_file;
+        /* Copies: a SIGHUP may replace the configuration mid-pull. */
+        e->tls.ca_file = dup_or_null(hc->tls.ca_file);
+        e->tls.cert_file = dup_or_null(hc->tls.cert_file);
+        e->tls.key_file = dup_or_null(hc->tls.key_file);
         e->tls.insecure_skip_verify = hc->tls.insecure_skip_verify;
     }
     if (hc && hc->has_auth) {
@@ -167,10 +186,14 @@ static void endpoint_credentials(struct endpoint *e, const struct registries_con
     }
     if (!creds)
         return;
-    bool applies = creds->server_address && *creds->server_address
-                       ? strstr(creds->server_address, e->ep.host) != NULL ||
-                             (!e->ep.is_mirror && strstr(creds->server_address, registry) != NULL)
-                       : !e->ep.is_mirror;
+    bool applies = !e->ep.is_mirror;
+    if (creds->server_address && *creds->server_address) {
+        char host[512];
+        server_host(creds->server_address, host, sizeof(host));
+        applies = strcasecmp(host, e->ep.host) == 0 || (!e->ep.is_mirror && strcasecmp(host, registry) == 0) ||
+                  (!e->ep.is_mirror && strcmp(registry, "docker.io") == 0 &&
+                   (strcasecmp(host, "index.docker.io") == 0 || strcasecmp(host, "registry-1.docker.io") == 0));
+    }
     if (!applies)
         return;
     e->username = dup_or_null(creds->username);
@@ -628,6 +651,15 @@ static bool retryable_errno(int e)
 
 static void handle_transport_error(struct registry_fetch *f, const err_t *err)
 {
+    /* An endpoint that refuses or cannot be reached at all is down: with
+     * another endpoint left, move on at once (a dead mirror must not cost
+     * every pull the whole backoff). Errors mid-transfer are retried. */
+    bool unreachable = err->errnum == ECONNREFUSED || err->errnum == EHOSTUNREACH || err->errnum == EPROTO;
+    bool more = f->ep + 1 < f->s->n_eps;
+    if (unreachable && more && !(f->kind == FETCH_BLOB && f->offset > f->progress_mark)) {
+        endpoint_failed(f, err->code, "%s", err->msg ? err->msg : "unreachable");
+        return;
+    }
     if (retryable_errno(err->errnum) && retry_later(f))
         return;
     endpoint_failed(f, err->code, "%s", err->msg ? err->msg : "transfer failed");

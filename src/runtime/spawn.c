@@ -317,7 +317,7 @@ static void child_op(int rootfd, int errfd, const struct spawn_op *op)
             fd_path(p, fd);
             if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | attrs, NULL) < 0)
                 child_fail(errfd, STEP_OP, errno, op->target);
-            if ((op->flags & MS_RDONLY) && op->recursive) {
+            if ((op->flags & MS_RDONLY) && op->recursive_readonly) {
                 struct mount_attr ma = {.attr_set = MOUNT_ATTR_RDONLY};
                 if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof(ma)) < 0)
                     child_fail(errfd, STEP_OP, errno, op->target);

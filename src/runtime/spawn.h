@@ -48,7 +48,8 @@ struct spawn_op {
     const char *data;
     unsigned long flags;       /* MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC… */
     unsigned long propagation; /* 0, or MS_PRIVATE / MS_SLAVE / MS_SHARED (with MS_REC) */
-    bool recursive;            /* binds: MS_REC; read-only: every submount too */
+    bool recursive;            /* binds: MS_REC (submounts come along) */
+    bool recursive_readonly;   /* binds: MS_RDONLY reaches every submount too */
     bool create_file;          /* binds: the target is a file (create it if missing) */
     bool optional;             /* a missing target is skipped (masked paths) */
     mode_t mode;

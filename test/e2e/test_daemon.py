@@ -230,7 +230,7 @@ def test_debug_log_lines_name_the_rpc_status_and_duration(edgecri):
         edgecri.runtime().RunPodSandbox(pb.RunPodSandboxRequest(), timeout=5)
     log = edgecri.log()
     assert any("rpc=Version" in l and "status=OK" in l and "duration=" in l for l in log.splitlines())
-    assert any("rpc=RunPodSandbox" in l and "status=UNIMPLEMENTED" in l for l in log.splitlines())
+    assert any("rpc=RunPodSandbox" in l and "status=INVALID_ARGUMENT" in l for l in log.splitlines())
 
 
 def test_journald_format_when_stderr_is_the_journal(make_edgecri):

@@ -2,7 +2,7 @@
 
 test/go/build.sh builds test/go/criclient (Go stubs generated from our own
 api.proto, Debian's grpc-go, GOPATH mode, offline); the client then drives a
-daemon over its unix socket: unary OK, unary UNIMPLEMENTED on both services,
+daemon over its unix socket: unary OK, a rejected request's status (InvalidArgument),
 Status, and the GetContainerEvents server stream ended by a client
 cancellation and by a deadline. A failing build fails the test: the Go
 toolchain and libraries are part of the test packages build.sh installs.
@@ -58,9 +58,9 @@ def test_grpc_go_client(edgecri, criclient):
     assert "runtime_name=edgecri " in version, report
     assert version.endswith("runtime_api_version=v1"), report
 
-    run_pod = line("unimplemented rpc=RunPodSandbox ")
-    assert "code=Unimplemented " in run_pod, report
-    assert "RunPodSandbox" in run_pod.split("message=", 1)[1], report
+    run_pod = line("invalid rpc=RunPodSandbox ")
+    assert "code=InvalidArgument " in run_pod, report
+    assert "config" in run_pod.split("message=", 1)[1], report
 
     assert line("images ") == "images count=0", report
     assert line("imagestatus ") == "imagestatus missing=true", report

@@ -11,7 +11,9 @@ import api_pb2 as pb
 from api_pb2 import DESCRIPTOR
 
 IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig", "GetContainerEvents", "ListImages",
-               "StreamImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"}
+               "StreamImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo", "RunPodSandbox",
+               "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox", "StreamPodSandboxes",
+               "UpdatePodSandboxResources"}
 
 
 def test_version(edgecri):
@@ -22,15 +24,39 @@ def test_version(edgecri):
     assert r.runtime_version.count(".") == 2
 
 
-def test_status_conditions(edgecri):
-    r = edgecri.runtime().Status(pb.StatusRequest(), timeout=5)
+def network_config(workdir, bin_dirs):
+    """A config with a private (empty) CNI conf dir, so the built-in network
+    is what Status reports on, whatever the host has in /etc/cni/net.d."""
+    conf_dir = os.path.join(workdir, "net.d")
+    os.makedirs(conf_dir, exist_ok=True)
+    path = os.path.join(workdir, "config.yaml")
+    with open(path, "w") as f:
+        f.write(f"cni:\n  conf_dir: {conf_dir}\n  bin_dirs: {bin_dirs}\n")
+    return path
+
+
+def test_status_network_not_ready_without_plugins(make_edgecri, workdir):
+    empty = os.path.join(workdir, "no-plugins")
+    os.makedirs(empty)
+    e = make_edgecri().start(config=network_config(workdir, empty))
+    r = e.runtime().Status(pb.StatusRequest(), timeout=5)
+    conds = {c.type: c for c in r.status.conditions}
+    assert conds["RuntimeReady"].status is True
+    assert conds["NetworkReady"].status is False
+    assert conds["NetworkReady"].reason == "NetworkPluginNotReady"
+    # The message names what is missing and where it was looked for.
+    assert "bridge" in conds["NetworkReady"].message and empty in conds["NetworkReady"].message
+
+
+def test_status_conditions(make_edgecri, workdir):
+    # Debian's containernetworking-plugins (a test package) provide the
+    # built-in network's plugins in /usr/lib/cni.
+    e = make_edgecri().start(config=network_config(workdir, "/usr/lib/cni"))
+    r = e.runtime().Status(pb.StatusRequest(), timeout=5)
     conds = {c.type: c for c in r.status.conditions}
     assert set(conds) == {"RuntimeReady", "NetworkReady"}
     assert conds["RuntimeReady"].status is True
-    # No CNI support yet: NetworkReady must say so, with a reason and message.
-    assert conds["NetworkReady"].status is False
-    assert conds["NetworkReady"].reason == "NetworkPluginNotReady"
-    assert conds["NetworkReady"].message
+    assert conds["NetworkReady"].status is True, conds["NetworkReady"]
     assert len(r.info) == 0, "info is only filled when verbose is asked for"
 
 

@@ -35,7 +35,6 @@ static void check_defaults(const struct config *c)
     CHECK_STREQ(c->images_import_dir, "");
 }
 
-
 /* Loads `text` expecting success, then checks the defaults. */
 static void expect_defaults(const char *text)
 {
@@ -275,6 +274,24 @@ static void test_image_keys(void)
     config_free(&c);
 }
 
+static void test_network_keys(void)
+{
+    struct config c;
+    err_t err = ERR_INIT;
+    CHECK_OK(load(&c, "cni:\n  conf_dir: /srv/cni\n  bin_dirs: /a/bin:/b/bin\nnetwork:\n  pod_cidr: 10.9.1.0/24\n",
+                  NULL, &err));
+    CHECK_STREQ(c.cni_conf_dir, "/srv/cni");
+    CHECK_STREQ(c.cni_bin_dirs, "/a/bin:/b/bin");
+    CHECK_STREQ(c.pod_cidr, "10.9.1.0/24");
+    config_free(&c);
+    err_clear(&err);
+    EXPECT_ERROR("cni:\n  conf_dir: net.d\n", 2, "cni.conf_dir", "absolute");
+    EXPECT_ERROR("cni:\n  bin_dirs: /a:rel/b\n", 2, "cni.bin_dirs", "absolute");
+    EXPECT_ERROR("network:\n  pod_cidr: 10.1.2.3\n", 2, "network.pod_cidr", "network.pod_cidr");
+    EXPECT_ERROR("network:\n  pod_cidr: 10.9.1.7/24\n", 2, "network.pod_cidr", "host bits");
+    EXPECT_ERROR("network:\n  pod_cidr: 300.1.0.0/16\n", 2, "network.pod_cidr", "network.pod_cidr");
+}
+
 static void test_overrides(void)
 {
     struct config c;
@@ -435,7 +452,10 @@ static void test_to_json(void)
     json_t *obj = s ? json_loads(s, 0, &jerr) : NULL;
     CHECK_MSG(json_is_object(obj), "config_to_json gave invalid JSON: %s", s ? s : "(null)");
     if (obj) {
-        CHECK_EQ_INT(json_object_size(obj), 14);
+        CHECK_EQ_INT(json_object_size(obj), 17);
+        check_json_str(obj, "cni.conf_dir", "/etc/cni/net.d");
+        check_json_str(obj, "cni.bin_dirs", "/opt/cni/bin:/usr/lib/cni");
+        check_json_str(obj, "network.pod_cidr", "10.88.0.0/16");
         check_json_str(obj, "socket", "/run/edgecri/edgecri.sock");
         check_json_str(obj, "root", "/var/lib/edgecri");
         check_json_str(obj, "state", "/run/edgecri");
@@ -501,7 +521,7 @@ static void test_print_reference(void)
     int lines = 0;
     for (const char *p = buf; p && *p; p++)
         lines += *p == '\n';
-    CHECK_EQ_INT(lines, 14);
+    CHECK_EQ_INT(lines, 17);
     free(buf);
 }
 
@@ -582,6 +602,7 @@ int main(void)
     RUN(test_full_file);
     RUN(test_errors);
     RUN(test_image_keys);
+    RUN(test_network_keys);
     RUN(test_overrides);
     RUN(test_unreloadable_changes);
     RUN(test_apply_reloadable);

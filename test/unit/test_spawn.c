@@ -334,15 +334,20 @@ static void test_adopted_exit_status(void)
      * its status still reaches us through the pidfd when the kernel keeps
      * it (6.15+), as after an edgecri restart. */
     uv_loop_t *loop = uv_default_loop();
-    int p[2];
+    /* p carries the grandchild's pid up; go tells it to exit once we hold
+     * its pidfd (two pipes: one shared pipe would let the grandchild eat
+     * the pid bytes). */
+    int p[2], go[2];
     CHECK_OK(pipe(p));
+    CHECK_OK(pipe(go));
     pid_t mid = fork();
     if (mid == 0) {
         pid_t g = fork();
         if (g == 0) {
             char b;
             close(p[1]);
-            if (read(p[0], &b, 1) < 0)
+            close(go[1]);
+            if (read(go[0], &b, 1) < 0)
                 _exit(1);
             usleep(100 * 1000);
             _exit(42);
@@ -352,6 +357,7 @@ static void test_adopted_exit_status(void)
         _exit(0);
     }
     close(p[1]);
+    close(go[0]);
     pid_t g = 0;
     CHECK(read(p[0], &g, sizeof(g)) == sizeof(g));
     waitpid(mid, NULL, 0);
@@ -363,6 +369,8 @@ static void test_adopted_exit_status(void)
     int other = -1;
     CHECK(process_adopt(g, process_start_time(g) + 1, &other, &err) == -ESRCH);
     err_clear(&err);
+    CHECK(write(go[1], "x", 1) == 1);
+    close(go[1]);
     struct result r = {0};
     struct process_watch *w = process_watch_start(loop, pidfd, g, false, on_exit_cb, &r, &err);
     CHECK(w != NULL);

@@ -553,9 +553,25 @@ class Proxy:
             h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         if rec.method != "HEAD" and data:
-            h.wfile.write(data)
+            # Counted before the write: a client that has read the last byte
+            # may look at the stats before this thread runs again.
             rec.bytes_sent += len(data)
+            try:
+                h.wfile.write(data)
+            except Exception:
+                rec.bytes_sent -= len(data)
+                raise
         rec.status = code
+
+    def _counted_write(self, h, rec, sent, piece, chunked):
+        """Writes piece and counts it in rec.bytes_sent before the write, for
+        the same reason as in _send; a failed write is not counted."""
+        rec.bytes_sent = sent + len(piece)
+        try:
+            self._write(h, piece, chunked)
+        except Exception:
+            rec.bytes_sent = sent
+            raise
 
     @staticmethod
     def _abort(h, reset):
@@ -800,15 +816,13 @@ class Proxy:
                 if cut is not None and sent + len(piece) > cut[0]:
                     piece = piece[:cut[0] - sent]
                     if piece:
-                        self._write(h, piece, chunked)
+                        self._counted_write(h, rec, sent, piece, chunked)
                         sent += len(piece)
-                        rec.bytes_sent = sent
                     rec.complete = False
                     self._abort(h, cut[1])
                     raise _Cut()
-                self._write(h, piece, chunked)
+                self._counted_write(h, rec, sent, piece, chunked)
                 sent += len(piece)
-                rec.bytes_sent = sent
                 if throttle:
                     wait = t0 + sent / throttle - time.monotonic()
                     if wait > 0 and self._stopping.wait(wait):

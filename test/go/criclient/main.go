@@ -71,15 +71,15 @@ func fail(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "FAIL: %s\n", msg)
 }
 
-// expectUnimplemented checks the status of a call our server does not
-// implement yet: UNIMPLEMENTED with a message that names the RPC.
-func expectUnimplemented(rpc string, err error) {
+// expectInvalid checks that a rejected request reaches grpc-go as a status
+// with the right code and a message naming the missing field.
+func expectInvalid(rpc, field string, err error) {
 	st, _ := status.FromError(err)
-	fmt.Printf("unimplemented rpc=%s code=%s message=%s\n", rpc, st.Code(), st.Message())
-	if st.Code() != codes.Unimplemented {
-		fail("%s: expected code Unimplemented, got %s (%v)", rpc, st.Code(), err)
-	} else if !strings.Contains(st.Message(), rpc) {
-		fail("%s: Unimplemented message %q does not name the RPC", rpc, st.Message())
+	fmt.Printf("invalid rpc=%s code=%s message=%s\n", rpc, st.Code(), st.Message())
+	if st.Code() != codes.InvalidArgument {
+		fail("%s: expected code InvalidArgument, got %s (%v)", rpc, st.Code(), err)
+	} else if !strings.Contains(st.Message(), field) {
+		fail("%s: InvalidArgument message %q does not name %s", rpc, st.Message(), field)
 	}
 }
 
@@ -106,7 +106,7 @@ func checkRunPodSandbox(rt runtimeapi.RuntimeServiceClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	_, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{})
-	expectUnimplemented("RunPodSandbox", err)
+	expectInvalid("RunPodSandbox", "config", err)
 }
 
 // ListImages on a fresh daemon: an empty list; ImageStatus of an image that

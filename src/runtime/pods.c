@@ -1,0 +1,1411 @@
+#include "runtime/pods.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.pb-c.h"
+#include "net/cni.h"
+#include "runtime/cgroup.h"
+#include "runtime/process.h"
+#include "runtime/resources.h"
+#include "runtime/spawn.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "util/persist.h"
+
+#define POD_RECORD_MAX (1u << 20)
+#define SHM_SIZE       "65536k"
+#define NSFS_MAGIC_    0x6e736673
+
+struct pod_priv {
+    struct persist_file *file;
+    struct process_watch *init_watch;
+    bool owns_cgroup;
+    bool network_ready; /* CNI ADD done and not yet DELeted */
+};
+
+struct pods {
+    uv_loop_t *loop;
+    char *root, *state;
+    struct cni *cni;
+    struct cgroup_manager *cgroups;
+    int self_exe_fd;
+    struct list_node pods;
+    struct pods_container_hooks hooks;
+    int ops_running;
+};
+
+static struct pod_priv *priv(struct pod *pod)
+{
+    return pod->priv;
+}
+
+/* --- small helpers -------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void random_id(char out[65])
+{
+    unsigned char b[32];
+    if (getrandom(b, sizeof(b), 0) != sizeof(b)) {
+        /* getrandom does not fail for 32 bytes once the pool is up; be safe */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (unsigned char)((uint64_t)ts.tv_nsec >> (i % 8) ^ (uint64_t)getpid() << i);
+    }
+    for (size_t i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s", a, b) < 0)
+        return NULL;
+    return p;
+}
+
+static json_t *map_json(size_t n, void **entries)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++) {
+        /* every generated map entry is {base, key, value} */
+        const Runtime__V1__PodSandboxConfig__LabelsEntry *e = entries[i];
+        if (e->key)
+            json_object_set_new(o, e->key, json_string(e->value ? e->value : ""));
+    }
+    return o;
+}
+
+static char *strdup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+void pod_free(struct pod *pod)
+{
+    if (!pod)
+        return;
+    free(pod->name);
+    free(pod->uid);
+    free(pod->ns);
+    json_decref(pod->labels);
+    json_decref(pod->annotations);
+    free(pod->runtime_handler);
+    free(pod->hostname);
+    free(pod->log_directory);
+    free(pod->cgroup_path);
+    json_decref(pod->config);
+    for (size_t i = 0; i < pod->n_ips; i++)
+        free(pod->ips[i]);
+    free(pod->ips);
+    free(pod->dir);
+    free(pod->netns);
+    free(pod->ipcns);
+    free(pod->utsns);
+    free(pod->resolv_conf);
+    free(pod->hosts);
+    free(pod->hostname_file);
+    free(pod->shm);
+    if (pod->priv) {
+        process_watch_stop(priv(pod)->init_watch);
+        persist_file_free(priv(pod)->file);
+        free(pod->priv);
+    }
+    free(pod);
+}
+
+/* --- the record ------------------------------------------------------------ */
+
+static json_t *strv_json(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+static char *pod_serialize(const struct pod *pod)
+{
+    struct pod_priv *pp = pod->priv;
+    json_t *o = json_pack(
+        "{s:i, s:s, s:s, s:s, s:s, s:I, s:O, s:O, s:s, s:I, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:O, s:o, s:b, s:I, "
+        "s:I, s:b, s:b}",
+        "version", 1, "id", pod->id, "name", pod->name, "uid", pod->uid, "namespace", pod->ns, "attempt",
+        (json_int_t)pod->attempt, "labels", pod->labels, "annotations", pod->annotations, "runtimeHandler",
+        pod->runtime_handler, "createdAt", (json_int_t)pod->created_at, "state",
+        pod->state == POD_READY ? "ready" : "notready", "netMode", (int)pod->net_mode, "pidMode", (int)pod->pid_mode,
+        "ipcMode", (int)pod->ipc_mode, "hostname", pod->hostname, "logDirectory", pod->log_directory, "cgroupPath",
+        pod->cgroup_path, "config", pod->config ? pod->config : json_null(), "ips", strv_json(pod->ips, pod->n_ips),
+        "privileged", pod->privileged, "initPid", (json_int_t)pod->init_pid, "initStartTime",
+        (json_int_t)pod->init_start_time, "ownsCgroup", pp && pp->owns_cgroup, "networkReady", pp && pp->network_ready);
+    char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    return text;
+}
+
+static void saved(void *data, const err_t *err)
+{
+    struct pod *pod = data;
+    if (err)
+        log_error("pod %s: saving its record: %s", pod->id, err->msg);
+}
+
+/* Records are written atomically in the pool; `done` (may be NULL) once on
+ * disk. */
+static void pod_save(struct pod *pod, persist_done_fn done, void *data)
+{
+    _cleanup_free_ char *text = pod_serialize(pod);
+    if (!text) {
+        if (done) {
+            err_t e = ERR_INIT;
+            err_sys(&e, ENOMEM, "saving pod %s", pod->id);
+            done(data, &e);
+            err_clear(&e);
+        }
+        return;
+    }
+    persist_file_write(priv(pod)->file, text, strlen(text), done ? done : saved, done ? data : pod);
+}
+
+static int set_paths(struct pods *p, struct pod *pod)
+{
+    pod->dir = NULL;
+    if (asprintf(&pod->dir, "%s/pods/%s", p->state, pod->id) < 0)
+        return -ENOMEM;
+    pod->resolv_conf = path_join(pod->dir, "resolv.conf");
+    pod->hosts = path_join(pod->dir, "hosts");
+    pod->hostname_file = path_join(pod->dir, "hostname");
+    pod->shm = pod->ipc_mode == NS_MODE_POD ? path_join(pod->dir, "shm") : strdup("/dev/shm");
+    if (pod->net_mode == NS_MODE_POD)
+        pod->netns = path_join(pod->dir, "ns/net");
+    if (pod->ipc_mode == NS_MODE_POD)
+        pod->ipcns = path_join(pod->dir, "ns/ipc");
+    if (pod->net_mode == NS_MODE_POD)
+        pod->utsns = path_join(pod->dir, "ns/uts");
+    return pod->resolv_conf && pod->hosts && pod->hostname_file && pod->shm ? 0 : -ENOMEM;
+}
+
+static struct pod *pod_alloc(struct pods *p, const char *id)
+{
+    struct pod *pod = calloc(1, sizeof(*pod));
+    struct pod_priv *pp = calloc(1, sizeof(*pp));
+    _cleanup_free_ char *rec = NULL;
+    if (!pod || !pp || asprintf(&rec, "%s/pods/%s/pod.json", p->root, id) < 0 ||
+        !(pp->file = persist_file_new(rec, 0600))) {
+        free(pod);
+        free(pp);
+        return NULL;
+    }
+    pod->priv = pp;
+    snprintf(pod->id, sizeof(pod->id), "%s", id);
+    list_init(&pod->link);
+    return pod;
+}
+
+static struct pod *pod_parse(struct pods *p, const char *id, json_t *o)
+{
+    const char *rid, *name, *uid, *ns, *handler, *state, *hostname, *logdir, *cg;
+    json_int_t attempt, created, initpid, initstart;
+    int net, pid, ipc, privileged, owns, netready;
+    json_t *labels, *annotations, *config, *ips;
+    if (json_unpack(o,
+                    "{s:s, s:s, s:s, s:s, s:I, s:o, s:o, s:s, s:I, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:o, s:o, s:b, "
+                    "s:I, s:I, s:b, s:b}",
+                    "id", &rid, "name", &name, "uid", &uid, "namespace", &ns, "attempt", &attempt, "labels", &labels,
+                    "annotations", &annotations, "runtimeHandler", &handler, "createdAt", &created, "state", &state,
+                    "netMode", &net, "pidMode", &pid, "ipcMode", &ipc, "hostname", &hostname, "logDirectory", &logdir,
+                    "cgroupPath", &cg, "config", &config, "ips", &ips, "privileged", &privileged, "initPid", &initpid,
+                    "initStartTime", &initstart, "ownsCgroup", &owns, "networkReady", &netready) < 0 ||
+        strcmp(rid, id) != 0 || !json_is_object(labels) || !json_is_object(annotations) || !json_is_array(ips))
+        return NULL;
+    struct pod *pod = pod_alloc(p, id);
+    if (!pod)
+        return NULL;
+    pod->name = strdup(name);
+    pod->uid = strdup(uid);
+    pod->ns = strdup(ns);
+    pod->attempt = (uint32_t)attempt;
+    pod->labels = json_incref(labels);
+    pod->annotations = json_incref(annotations);
+    pod->runtime_handler = strdup(handler);
+    pod->created_at = created;
+    pod->state = strcmp(state, "ready") == 0 ? POD_READY : POD_NOTREADY;
+    pod->net_mode = (enum ns_mode)net;
+    pod->pid_mode = (enum ns_mode)pid;
+    pod->ipc_mode = (enum ns_mode)ipc;
+    pod->hostname = strdup(hostname);
+    pod->log_directory = strdup(logdir);
+    pod->cgroup_path = strdup(cg);
+    pod->config = json_incref(config);
+    pod->privileged = privileged;
+    pod->init_pid = (pid_t)initpid;
+    pod->init_start_time = (uint64_t)initstart;
+    priv(pod)->owns_cgroup = owns;
+    priv(pod)->network_ready = netready;
+    pod->n_ips = json_array_size(ips);
+    pod->ips = calloc(pod->n_ips ? pod->n_ips : 1, sizeof(char *));
+    for (size_t i = 0; pod->ips && i < pod->n_ips; i++)
+        pod->ips[i] = strdup(json_string_value(json_array_get(ips, i)) ?: "");
+    if (!pod->name || !pod->uid || !pod->ns || !pod->runtime_handler || !pod->hostname || !pod->log_directory ||
+        !pod->cgroup_path || !pod->ips || set_paths(p, pod) < 0) {
+        pod_free(pod);
+        return NULL;
+    }
+    return pod;
+}
+
+/* --- files the containers mount ---------------------------------------------- */
+
+static bool has_newline(const char *s)
+{
+    return s && strpbrk(s, "\r\n") != NULL;
+}
+
+static int write_resolv_conf(struct pod *pod, const Runtime__V1__DNSConfig *dns, err_t *err)
+{
+    if (!dns || (!dns->n_servers && !dns->n_searches && !dns->n_options)) {
+        /* No DNS config (dnsPolicy Default, or crictl): the host's. */
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (fs_read_file("/etc/resolv.conf", 64 * 1024, &text, &len, NULL) < 0) {
+            text = strdup("");
+            len = 0;
+        }
+        return fs_write_atomic(pod->resolv_conf, text ? text : "", len, 0644, err);
+    }
+    size_t cap = 256;
+    for (size_t i = 0; i < dns->n_servers; i++)
+        cap += strlen(dns->servers[i]) + 16;
+    for (size_t i = 0; i < dns->n_searches; i++)
+        cap += strlen(dns->searches[i]) + 2;
+    for (size_t i = 0; i < dns->n_options; i++)
+        cap += strlen(dns->options[i]) + 2;
+    _cleanup_free_ char *buf = malloc(cap);
+    if (!buf)
+        return err_sys(err, ENOMEM, "writing resolv.conf");
+    size_t n = 0;
+    if (dns->n_searches) {
+        n += (size_t)sprintf(buf + n, "search");
+        for (size_t i = 0; i < dns->n_searches; i++) {
+            if (has_newline(dns->searches[i]) || strchr(dns->searches[i], ' '))
+                return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "invalid DNS search domain \"%s\"", dns->searches[i]);
+            n += (size_t)sprintf(buf + n, " %s", dns->searches[i]);
+        }
+        buf[n++] = '\n';
+    }
+    for (size_t i = 0; i < dns->n_servers; i++) {
+        if (has_newline(dns->servers[i]) || strchr(dns->servers[i], ' '))
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "invalid DNS server \"%s\"", dns->servers[i]);
+        n += (size_t)sprintf(buf + n, "nameserver %s\n", dns->servers[i]);
+    }
+    if (dns->n_options) {
+        n += (size_t)sprintf(buf + n, "options");
+        for (size_t i = 0; i < dns->n_options; i++) {
+            if (has_newline(dns->options[i]) || strchr(dns->options[i], ' '))
+                return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "invalid DNS option \"%s\"", dns->options[i]);
+            n += (size_t)sprintf(buf + n, " %s", dns->options[i]);
+        }
+        buf[n++] = '\n';
+    }
+    return fs_write_atomic(pod->resolv_conf, buf, n, 0644, err);
+}
+
+static int write_hosts(struct pod *pod, err_t *err)
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof(buf),
+                     "# Kubernetes-managed hosts file (edgecri).\n"
+                     "127.0.0.1\tlocalhost\n"
+                     "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                     "fe00::0\tip6-localnet\n"
+                     "fe00::0\tip6-mcastprefix\n"
+                     "fe00::1\tip6-allnodes\n"
+                     "fe00::2\tip6-allrouters\n");
+    for (size_t i = 0; i < pod->n_ips && n < (int)sizeof(buf) - 300; i++)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s\t%s\n", pod->ips[i], pod->hostname);
+    if (pod->net_mode == NS_MODE_NODE) {
+        /* host network: the host's file, as the pod is the host */
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (fs_read_file("/etc/hosts", 256 * 1024, &text, &len, NULL) == 0)
+            return fs_write_atomic(pod->hosts, text, len, 0644, err);
+    }
+    return fs_write_atomic(pod->hosts, buf, (size_t)n, 0644, err);
+}
+
+/* --- sysctls ------------------------------------------------------------------ */
+
+/* Namespaced sysctls only, as kubelet's safe/unsafe split assumes; anything
+ * else would change the whole node. Returns the /proc/sys-relative path. */
+static int sysctl_path(const struct pod *pod, const char *name, char *out, size_t n, err_t *err)
+{
+    if (!name || !*name || strlen(name) >= n || strstr(name, "..") || name[0] == '/' || name[0] == '.')
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "invalid sysctl name \"%s\"", name ? name : "");
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("_./-", *c)))
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "invalid sysctl name \"%s\"", name);
+    /* "net.ipv4.ip_forward" or "net/ipv4/conf/eth0.100/forwarding" */
+    snprintf(out, n, "%s", name);
+    if (!strchr(name, '/'))
+        for (char *c = out; *c; c++)
+            if (*c == '.')
+                *c = '/';
+    bool net = strncmp(out, "net/", 4) == 0;
+    bool ipc = strncmp(out, "kernel/shm", 10) == 0 || strncmp(out, "kernel/msg", 10) == 0 ||
+               strcmp(out, "kernel/sem") == 0 || strncmp(out, "fs/mqueue/", 10) == 0;
+    bool uts = strcmp(out, "kernel/hostname") == 0 || strcmp(out, "kernel/domainname") == 0;
+    if (!net && !ipc && !uts)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "sysctl %s is not namespaced: setting it for a pod would change the whole node", name);
+    if ((net || uts) && pod->net_mode != NS_MODE_POD)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "sysctl %s cannot be set for a pod on the host network: it would change the node", name);
+    if (ipc && pod->ipc_mode != NS_MODE_POD)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "sysctl %s cannot be set for a pod in the host IPC namespace: it would change the node", name);
+    return 0;
+}
+
+/* --- teardown -------------------------------------------------------------------- */
+
+static void unmount_file(const char *path)
+{
+    if (!path)
+        return;
+    if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+        log_warn("unmounting %s: %s", path, strerror(errno));
+}
+
+/* Releases namespaces and the shm of a pod (what Stop and Remove share). */
+static void release_namespaces(struct pod *pod)
+{
+    unmount_file(pod->netns);
+    unmount_file(pod->ipcns);
+    unmount_file(pod->utsns);
+    if (pod->ipc_mode == NS_MODE_POD)
+        unmount_file(pod->shm);
+}
+
+static void kill_init(struct pod *pod)
+{
+    if (priv(pod)->init_watch) {
+        process_signal(process_watch_pidfd(priv(pod)->init_watch), SIGKILL);
+        /* the watch collects it and clears init_pid */
+    }
+}
+
+/* --- RunPodSandbox ---------------------------------------------------------------------- */
+
+struct run_ctx {
+    struct pods *p;
+    struct pod *pod;
+    const Runtime__V1__PodSandboxConfig *config;
+    pods_done_fn done;
+    void *data;
+    struct spawn_child *child;
+    int devnull;
+    /* sysctls prepared for the holder */
+    char **sysctl_paths;
+    char **sysctl_values;
+    size_t n_sysctls;
+    struct cni_port_mapping *ports;
+    size_t n_ports;
+};
+
+static void run_ctx_free(struct run_ctx *c)
+{
+    if (c->devnull >= 0)
+        close(c->devnull);
+    for (size_t i = 0; i < c->n_sysctls; i++) {
+        free(c->sysctl_paths[i]);
+        free(c->sysctl_values[i]);
+    }
+    free(c->sysctl_paths);
+    free(c->sysctl_values);
+    free(c->ports);
+    free(c);
+}
+
+static void cni_request_of(const struct pod *pod, struct cni_request *req, const struct cni_port_mapping *ports,
+                           size_t n_ports)
+{
+    *req = (struct cni_request){
+        .container_id = pod->id,
+        .netns = pod->netns,
+        .ifname = "eth0",
+        .pod_name = pod->name,
+        .pod_namespace = pod->ns,
+        .pod_uid = pod->uid,
+        .port_mappings = ports,
+        .n_port_mappings = n_ports,
+    };
+}
+
+/* Port mappings from the record (for DEL after a restart). */
+static size_t ports_from_config(const struct pod *pod, struct cni_port_mapping **out)
+{
+    json_t *ports = pod->config ? json_object_get(pod->config, "portMappings") : NULL;
+    size_t n = json_array_size(ports);
+    *out = calloc(n ? n : 1, sizeof(**out));
+    if (!*out)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *pm = json_array_get(ports, i);
+        (*out)[i].host_port = (int)json_integer_value(json_object_get(pm, "hostPort"));
+        (*out)[i].container_port = (int)json_integer_value(json_object_get(pm, "containerPort"));
+        (*out)[i].protocol = json_string_value(json_object_get(pm, "protocol"));
+        (*out)[i].host_ip = json_string_value(json_object_get(pm, "hostIP"));
+    }
+    return n;
+}
+
+/* Undoes whatever RunPodSandbox made, in the background where it waits. */
+static void cni_del_done(void *data, const struct cni_result *res, const err_t *err)
+{
+    (void)res;
+    struct pod *pod = data;
+    if (err)
+        log_warn("pod %s: tearing the network down: %s", pod->id, err->msg);
+    pod_free(pod);
+}
+
+static void run_abort(struct run_ctx *c, const err_t *err)
+{
+    struct pods *p = c->p;
+    struct pod *pod = c->pod;
+    log_debug("RunPodSandbox %s/%s failed: %s; undoing", pod->ns, pod->name, err->msg);
+    if (c->child) {
+        spawn_end_hold(c->child);
+        spawn_child_free(c->child);
+        c->child = NULL;
+    }
+    kill_init(pod);
+    release_namespaces(pod);
+    fs_remove_tree(pod->dir, NULL);
+    if (priv(pod)->owns_cgroup)
+        cgroup_destroy(p->cgroups, pod->cgroup_path, NULL);
+    _cleanup_free_ char *rec = NULL;
+    if (asprintf(&rec, "%s/pods/%s", p->root, pod->id) >= 0)
+        fs_remove_tree(rec, NULL);
+    c->done(c->data, NULL, err);
+    p->ops_running--;
+    list_del(&pod->link);
+    if (priv(pod)->network_ready) {
+        struct cni_request req;
+        cni_request_of(pod, &req, c->ports, c->n_ports);
+        req.netns = NULL;
+        priv(pod)->network_ready = false;
+        if (cni_del(p->cni, &req, cni_del_done, pod, NULL) == 0) {
+            run_ctx_free(c);
+            return;
+        }
+    }
+    pod_free(pod);
+    run_ctx_free(c);
+}
+
+static void run_failf(struct run_ctx *c, enum err_code code, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void run_failf(struct run_ctx *c, enum err_code code, int errnum, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    err_t e = ERR_INIT;
+    err_set(&e, code, errnum, "RunPodSandbox %s/%s: %s", c->pod->ns, c->pod->name, msg);
+    run_abort(c, &e);
+    err_clear(&e);
+}
+
+static void run_fail(struct run_ctx *c, err_t *err)
+{
+    err_wrap(err, "RunPodSandbox %s/%s", c->pod->ns, c->pod->name);
+    run_abort(c, err);
+}
+
+static void run_recorded(void *data, const err_t *err)
+{
+    struct run_ctx *c = data;
+    if (err) {
+        err_t e = ERR_INIT;
+        err_set(&e, err->code, err->errnum, "%s", err->msg);
+        run_fail(c, &e);
+        err_clear(&e);
+        return;
+    }
+    struct pod *pod = c->pod;
+    pod->busy = false;
+    pod->creating = false;
+    c->p->ops_running--;
+    log_info("pod %s (%s/%s) ready%s%s", pod->id, pod->ns, pod->name, pod->n_ips ? " with IP " : "",
+             pod->n_ips ? pod->ips[0] : "");
+    c->done(c->data, pod, NULL);
+    run_ctx_free(c);
+}
+
+static void run_finish(struct run_ctx *c)
+{
+    err_t err = ERR_INIT;
+    if (write_hosts(c->pod, &err) < 0) {
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
+    c->pod->state = POD_READY;
+    pod_save(c->pod, run_recorded, c);
+}
+
+static void run_network_done(void *data, const struct cni_result *res, const err_t *err)
+{
+    struct run_ctx *c = data;
+    struct pod *pod = c->pod;
+    if (err) {
+        err_t e = ERR_INIT;
+        err_set(&e, err->code, err->errnum, "setting up the pod network: %s", err->msg);
+        run_fail(c, &e);
+        err_clear(&e);
+        return;
+    }
+    priv(pod)->network_ready = true;
+    pod->ips = calloc(res->n_ips ? res->n_ips : 1, sizeof(char *));
+    for (size_t i = 0; pod->ips && i < res->n_ips; i++)
+        if ((pod->ips[i] = strdup(res->ips[i])))
+            pod->n_ips++;
+    run_finish(c);
+}
+
+static void run_network(struct run_ctx *c)
+{
+    struct pod *pod = c->pod;
+    if (pod->net_mode != NS_MODE_POD) {
+        run_finish(c);
+        return;
+    }
+    struct cni_request req;
+    cni_request_of(pod, &req, c->ports, c->n_ports);
+    err_t err = ERR_INIT;
+    if (cni_add(c->p->cni, &req, run_network_done, c, &err) < 0) {
+        err_wrap(&err, "setting up the pod network");
+        run_fail(c, &err);
+        err_clear(&err);
+    }
+}
+
+static void on_init_exit(void *data, const struct process_exit *e)
+{
+    struct pod *pod = data;
+    priv(pod)->init_watch = NULL;
+    log_warn("pod %s: its PID namespace's init exited (code %d); the pod's PID namespace is gone", pod->id,
+             e->known ? e->code : -1);
+    pod->init_pid = 0;
+    pod->init_start_time = 0;
+    if (pod->state == POD_READY) {
+        pod->state = POD_NOTREADY;
+        pod_save(pod, NULL, NULL);
+    }
+}
+
+static void run_init_started(void *data, struct spawn_child *child, const err_t *err)
+{
+    struct run_ctx *c = data;
+    struct pod *pod = c->pod;
+    if (err) {
+        err_t e = ERR_INIT;
+        err_set(&e, err->code, err->errnum, "starting the pod's init: %s", err->msg);
+        spawn_child_free(child);
+        c->child = NULL;
+        run_fail(c, &e);
+        err_clear(&e);
+        return;
+    }
+    pod->init_pid = spawn_pid(child);
+    pod->init_start_time = process_start_time(pod->init_pid);
+    err_t e = ERR_INIT;
+    priv(pod)->init_watch =
+        process_watch_start(c->p->loop, spawn_take_pidfd(child), pod->init_pid, true, on_init_exit, pod, &e);
+    spawn_child_free(child);
+    c->child = NULL;
+    if (!priv(pod)->init_watch) {
+        run_fail(c, &e);
+        err_clear(&e);
+        return;
+    }
+    run_network(c);
+}
+
+static void run_init(struct run_ctx *c)
+{
+    struct pod *pod = c->pod;
+    if (pod->pid_mode != NS_MODE_POD) {
+        run_network(c);
+        return;
+    }
+    /* A shared PID namespace needs a PID 1 to hold it and reap orphans:
+     * edgecri's own binary in its smallest mode. */
+    static const char *const argv[] = {"edgecri", "pod-init", NULL};
+    static const char *const envp[] = {NULL};
+    struct spawn_plan plan = {
+        .clone_flags = CLONE_NEWPID,
+        .cgroup_fd = -1,
+        .pidns_fd = -1,
+        .argv = argv,
+        .envp = envp,
+        .exec_fd = c->p->self_exe_fd,
+        .stdio = {c->devnull, c->devnull, c->devnull},
+        .set_oom_score_adj = true,
+        .oom_score_adj = -998,
+    };
+    /* Only lower oom_score_adj than ours with CAP_SYS_RESOURCE (not there
+     * on every node): the spawn would fail, so keep ours then. */
+    int own = 0;
+    FILE *f = fopen("/proc/self/oom_score_adj", "re");
+    if (f) {
+        if (fscanf(f, "%d", &own) != 1)
+            own = 0;
+        fclose(f);
+    }
+    if (own > plan.oom_score_adj)
+        plan.set_oom_score_adj = false;
+    err_t err = ERR_INIT;
+    int fd = cgroup_open_v2(c->p->cgroups, pod->cgroup_path, NULL);
+    if (fd >= 0)
+        plan.cgroup_fd = fd;
+    int r = spawn_start(c->p->loop, &plan, &c->child, &err);
+    if (fd >= 0)
+        close(fd);
+    if (r == 0 && fd < 0)
+        r = cgroup_attach(c->p->cgroups, pod->cgroup_path, spawn_pid(c->child), &err);
+    if (r == 0)
+        r = spawn_release(c->child, run_init_started, c, &err);
+    if (r < 0) {
+        err_wrap(&err, "starting the pod's init");
+        run_fail(c, &err);
+        err_clear(&err);
+    }
+}
+
+static int bind_ns(pid_t pid, const char *name, const char *dst, err_t *err)
+{
+    char src[64];
+    snprintf(src, sizeof(src), "/proc/%d/ns/%s", (int)pid, name);
+    int fd = open(dst, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (fd < 0)
+        return err_sys(err, errno, "creating %s", dst);
+    close(fd);
+    if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+        return err_sys(err, errno, "bind-mounting %s on %s", src, dst);
+    return 0;
+}
+
+static void run_holder_ready(void *data, struct spawn_child *child, const err_t *err)
+{
+    struct run_ctx *c = data;
+    struct pod *pod = c->pod;
+    if (err) {
+        err_t e = ERR_INIT;
+        err_set(&e, err->code, err->errnum, "creating the pod's namespaces: %s", err->msg);
+        run_fail(c, &e);
+        err_clear(&e);
+        return;
+    }
+    err_t e = ERR_INIT;
+    pid_t pid = spawn_pid(child);
+    int r = 0;
+    if (pod->netns && r == 0)
+        r = bind_ns(pid, "net", pod->netns, &e);
+    if (pod->ipcns && r == 0)
+        r = bind_ns(pid, "ipc", pod->ipcns, &e);
+    if (pod->utsns && r == 0)
+        r = bind_ns(pid, "uts", pod->utsns, &e);
+    /* The namespaces are held by their mounts now: the holder goes. */
+    spawn_end_hold(child);
+    spawn_child_free(child);
+    c->child = NULL;
+    if (r < 0) {
+        run_fail(c, &e);
+        err_clear(&e);
+        return;
+    }
+    run_init(c);
+}
+
+static void run_namespaces(struct run_ctx *c)
+{
+    struct pod *pod = c->pod;
+    uint64_t flags = 0;
+    if (pod->net_mode == NS_MODE_POD)
+        flags |= CLONE_NEWNET | CLONE_NEWUTS;
+    if (pod->ipc_mode == NS_MODE_POD)
+        flags |= CLONE_NEWIPC;
+    if (!flags) {
+        run_init(c);
+        return;
+    }
+    struct spawn_plan plan = {
+        .clone_flags = flags,
+        .cgroup_fd = -1,
+        .pidns_fd = -1,
+        .exec_fd = -1,
+        .hostname = (flags & CLONE_NEWUTS) ? pod->hostname : NULL,
+        .sysctl_paths = (const char *const *)c->sysctl_paths,
+        .sysctl_values = (const char *const *)c->sysctl_values,
+        .n_sysctls = c->n_sysctls,
+        .stdio = {c->devnull, c->devnull, c->devnull},
+        .hold = true,
+    };
+    err_t err = ERR_INIT;
+    int r = spawn_start(c->p->loop, &plan, &c->child, &err);
+    if (r == 0)
+        r = spawn_release(c->child, run_holder_ready, c, &err);
+    if (r < 0) {
+        err_wrap(&err, "creating the pod's namespaces");
+        run_fail(c, &err);
+        err_clear(&err);
+    }
+}
+
+static struct pod *find_by_metadata(struct pods *p, const Runtime__V1__PodSandboxMetadata *m)
+{
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &p->pods)
+    {
+        struct pod *pod = list_entry(pos, struct pod, link);
+        if (strcmp(pod->name, m->name) == 0 && strcmp(pod->ns, m->namespace_) == 0 && strcmp(pod->uid, m->uid) == 0 &&
+            pod->attempt == m->attempt)
+            return pod;
+    }
+    return NULL;
+}
+
+static bool empty(const char *s)
+{
+    return !s || !*s;
+}
+
+void pods_run(struct pods *p, const void *config_msg, const char *runtime_handler, pods_done_fn done, void *data)
+{
+    const Runtime__V1__PodSandboxConfig *cfg = config_msg;
+    err_t err = ERR_INIT;
+    const Runtime__V1__PodSandboxMetadata *m = cfg->metadata;
+    if (!m || empty(m->name) || empty(m->uid) || empty(m->namespace_)) {
+        err_set(&err, ERR_INVALID_ARGUMENT, EINVAL, "RunPodSandbox: metadata with name, uid and namespace is required");
+        done(data, NULL, &err);
+        err_clear(&err);
+        return;
+    }
+    if (!empty(runtime_handler) && strcmp(runtime_handler, "edgecri") != 0 && strcmp(runtime_handler, "runc") != 0) {
+        err_set(&err, ERR_NOT_FOUND, ENOENT,
+                "RunPodSandbox %s/%s: unknown runtime handler \"%s\" (edgecri has \"\" and \"edgecri\")", m->namespace_,
+                m->name, runtime_handler);
+        done(data, NULL, &err);
+        err_clear(&err);
+        return;
+    }
+    struct pod *existing = find_by_metadata(p, m);
+    if (existing) {
+        err_set(&err, ERR_ALREADY_EXISTS, EEXIST, "RunPodSandbox: the name %s_%s_%s_%u is reserved for pod sandbox %s",
+                m->name, m->namespace_, m->uid, m->attempt, existing->id);
+        done(data, NULL, &err);
+        err_clear(&err);
+        return;
+    }
+    const Runtime__V1__LinuxPodSandboxConfig *lx = cfg->linux;
+    const Runtime__V1__NamespaceOption *nso =
+        lx && lx->security_context ? lx->security_context->namespace_options : NULL;
+    if (nso && nso->userns_options && nso->userns_options->mode == RUNTIME__V1__NAMESPACE_MODE__POD) {
+        err_set(&err, ERR_UNIMPLEMENTED, ENOTSUP,
+                "RunPodSandbox %s/%s: user namespaces (hostUsers: false) are not supported by edgecri yet",
+                m->namespace_, m->name);
+        done(data, NULL, &err);
+        err_clear(&err);
+        return;
+    }
+
+    char id[65];
+    random_id(id);
+    struct pod *pod = pod_alloc(p, id);
+    struct run_ctx *c = calloc(1, sizeof(*c));
+    if (!pod || !c) {
+        pod_free(pod);
+        free(c);
+        err_sys(&err, ENOMEM, "RunPodSandbox");
+        done(data, NULL, &err);
+        err_clear(&err);
+        return;
+    }
+    c->p = p;
+    c->pod = pod;
+    c->config = cfg;
+    c->done = done;
+    c->data = data;
+    c->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    pod->busy = true;
+    pod->creating = true;
+    pod->state = POD_NOTREADY;
+    pod->name = strdup(m->name);
+    pod->uid = strdup(m->uid);
+    pod->ns = strdup(m->namespace_);
+    pod->attempt = m->attempt;
+    pod->labels = map_json(cfg->n_labels, (void **)cfg->labels);
+    pod->annotations = map_json(cfg->n_annotations, (void **)cfg->annotations);
+    pod->runtime_handler = strdup_or_empty(runtime_handler);
+    pod->created_at = now_ns();
+    pod->net_mode = nso ? (enum ns_mode)nso->network : NS_MODE_POD;
+    pod->pid_mode = nso ? (enum ns_mode)nso->pid : NS_MODE_CONTAINER;
+    pod->ipc_mode = nso ? (enum ns_mode)nso->ipc : NS_MODE_POD;
+    pod->privileged = lx && lx->security_context && lx->security_context->privileged;
+    pod->log_directory = strdup_or_empty(cfg->log_directory);
+    char host[256] = "";
+    if (pod->net_mode == NS_MODE_NODE)
+        gethostname(host, sizeof(host) - 1);
+    pod->hostname = strdup(pod->net_mode == NS_MODE_NODE ? host : (!empty(cfg->hostname) ? cfg->hostname : m->name));
+    list_add_tail(&p->pods, &pod->link);
+    p->ops_running++;
+
+    if (pod->net_mode != NS_MODE_POD && pod->net_mode != NS_MODE_NODE) {
+        run_failf(c, ERR_INVALID_ARGUMENT, EINVAL, "network namespace mode %d is not valid for a pod", pod->net_mode);
+        return;
+    }
+    if (pod->ipc_mode != NS_MODE_POD && pod->ipc_mode != NS_MODE_NODE) {
+        run_failf(c, ERR_INVALID_ARGUMENT, EINVAL, "IPC namespace mode %d is not valid for a pod", pod->ipc_mode);
+        return;
+    }
+    if (pod->pid_mode == NS_MODE_TARGET) {
+        run_failf(c, ERR_INVALID_ARGUMENT, EINVAL, "PID namespace mode TARGET is not valid for a pod");
+        return;
+    }
+    if (!pod->name || !pod->uid || !pod->ns || !pod->labels || !pod->annotations || !pod->runtime_handler ||
+        !pod->log_directory || !pod->hostname || set_paths(p, pod) < 0 || c->devnull < 0) {
+        run_failf(c, ERR_RESOURCE_EXHAUSTED, ENOMEM, "out of memory");
+        return;
+    }
+    if (has_newline(pod->hostname) || strlen(pod->hostname) > 64) {
+        run_failf(c, ERR_INVALID_ARGUMENT, EINVAL, "invalid hostname \"%s\"", pod->hostname);
+        return;
+    }
+
+    /* The record keeps what Stop, Remove and Status need later. */
+    json_t *ports = json_array();
+    c->ports = calloc(cfg->n_port_mappings ? cfg->n_port_mappings : 1, sizeof(*c->ports));
+    static const char *const protos[] = {"tcp", "udp", "sctp"};
+    for (size_t i = 0; c->ports && i < cfg->n_port_mappings; i++) {
+        const Runtime__V1__PortMapping *pm = cfg->port_mappings[i];
+        if (pm->container_port <= 0 || pm->container_port > 65535 || pm->host_port < 0 || pm->host_port > 65535 ||
+            (unsigned)pm->protocol > 2) {
+            json_decref(ports);
+            run_failf(c, ERR_INVALID_ARGUMENT, EINVAL, "invalid port mapping %d:%d", pm->host_port, pm->container_port);
+            return;
+        }
+        c->ports[i] = (struct cni_port_mapping){pm->host_port, pm->container_port, protos[pm->protocol],
+                                                empty(pm->host_ip) ? NULL : pm->host_ip};
+        json_array_append_new(ports, json_pack("{s:i, s:i, s:s, s:s}", "hostPort", pm->host_port, "containerPort",
+                                               pm->container_port, "protocol", protos[pm->protocol], "hostIP",
+                                               pm->host_ip ? pm->host_ip : ""));
+    }
+    c->n_ports = cfg->n_port_mappings;
+    json_t *sysctls = json_object();
+    if (lx && lx->n_sysctls) {
+        c->sysctl_paths = calloc(lx->n_sysctls, sizeof(char *));
+        c->sysctl_values = calloc(lx->n_sysctls, sizeof(char *));
+        for (size_t i = 0; c->sysctl_paths && c->sysctl_values && i < lx->n_sysctls; i++) {
+            char path[256];
+            if (sysctl_path(pod, lx->sysctls[i]->key, path, sizeof(path), &err) < 0) {
+                json_decref(ports);
+                json_decref(sysctls);
+                run_fail(c, &err);
+                err_clear(&err);
+                return;
+            }
+            if (has_newline(lx->sysctls[i]->value)) {
+                json_decref(ports);
+                json_decref(sysctls);
+                run_failf(c, ERR_INVALID_ARGUMENT, EINVAL, "invalid value for sysctl %s", lx->sysctls[i]->key);
+                return;
+            }
+            c->sysctl_paths[i] = strdup(path);
+            c->sysctl_values[i] = strdup(lx->sysctls[i]->value ? lx->sysctls[i]->value : "");
+            c->n_sysctls++;
+            json_object_set_new(sysctls, lx->sysctls[i]->key, json_string(lx->sysctls[i]->value));
+        }
+    }
+    const Runtime__V1__DNSConfig *dns = cfg->dns_config;
+    json_t *dnsj =
+        json_pack("{s:o, s:o, s:o}", "servers", strv_json(dns ? dns->servers : NULL, dns ? dns->n_servers : 0),
+                  "searches", strv_json(dns ? dns->searches : NULL, dns ? dns->n_searches : 0), "options",
+                  strv_json(dns ? dns->options : NULL, dns ? dns->n_options : 0));
+    pod->config = json_pack("{s:o, s:o, s:o, s:o, s:o, s:s}", "portMappings", ports, "sysctls", sysctls, "dns", dnsj,
+                            "overhead", cri_resources_json(lx ? lx->overhead : NULL), "resources",
+                            cri_resources_json(lx ? lx->resources : NULL), "cgroupParent",
+                            lx && lx->cgroup_parent ? lx->cgroup_parent : "");
+
+    /* directories and files */
+    _cleanup_free_ char *nsdir = path_join(pod->dir, "ns");
+    _cleanup_free_ char *recdir = NULL;
+    if (!nsdir || asprintf(&recdir, "%s/pods/%s", p->root, pod->id) < 0) {
+        run_failf(c, ERR_RESOURCE_EXHAUSTED, ENOMEM, "out of memory");
+        return;
+    }
+    if (fs_mkdir_p(nsdir, 0711, &err) < 0 || fs_mkdir_p(recdir, 0700, &err) < 0 ||
+        write_resolv_conf(pod, dns, &err) < 0 ||
+        fs_write_atomic(pod->hostname_file, pod->hostname, strlen(pod->hostname), 0644, &err) < 0) {
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
+    if (fs_write_atomic(pod->hostname_file, "", 0, 0644, &err) == 0) {
+        char line[300];
+        int n = snprintf(line, sizeof(line), "%s\n", pod->hostname);
+        fs_write_atomic(pod->hostname_file, line, (size_t)n, 0644, &err);
+    }
+    if (pod->ipc_mode == NS_MODE_POD) {
+        if (fs_mkdir_p(pod->shm, 01777, &err) < 0) {
+            run_fail(c, &err);
+            err_clear(&err);
+            return;
+        }
+        if (mount("shm", pod->shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=" SHM_SIZE) < 0) {
+            run_failf(c, ERR_INTERNAL, errno, "mounting the pod's /dev/shm: %s", strerror(errno));
+            return;
+        }
+    }
+
+    /* The pod cgroup: kubelet's (cgroup_parent, which it manages) or ours. */
+    const char *parent = lx && lx->cgroup_parent ? lx->cgroup_parent : "";
+    if (cgroup_pod_path(p->cgroups, parent, pod->id, &pod->cgroup_path, &err) < 0) {
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
+    priv(pod)->owns_cgroup = !*parent;
+    struct cri_resources res;
+    const Runtime__V1__LinuxContainerResources *want = lx ? (lx->resources ? lx->resources : lx->overhead) : NULL;
+    if (cri_resources_from(want, &res, &err) < 0 || cgroup_create(p->cgroups, pod->cgroup_path, &res.r, &err) < 0) {
+        cri_resources_free(&res);
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
+    cri_resources_free(&res);
+    log_debug("creating pod %s (%s/%s), cgroup %s", pod->id, pod->ns, pod->name, pod->cgroup_path);
+    run_namespaces(c);
+}
+
+/* --- StopPodSandbox ---------------------------------------------------------------- */
+
+struct stop_ctx {
+    struct pods *p;
+    struct pod *pod;
+    pods_done_fn done;
+    void *data;
+    bool remove_after;
+    struct cni_port_mapping *ports;
+};
+
+static void remove_continue(struct stop_ctx *s);
+
+static void stop_saved(void *data, const err_t *err)
+{
+    struct stop_ctx *s = data;
+    struct pod *pod = s->pod;
+    pod->busy = false;
+    if (s->remove_after && !err) {
+        remove_continue(s);
+        return;
+    }
+    s->p->ops_running--;
+    s->done(s->data, pod, err);
+    free(s->ports);
+    free(s);
+}
+
+static void stop_finish(struct stop_ctx *s)
+{
+    struct pod *pod = s->pod;
+    kill_init(pod);
+    release_namespaces(pod);
+    if (pod->state == POD_READY)
+        log_info("pod %s (%s/%s) stopped", pod->id, pod->ns, pod->name);
+    pod->state = POD_NOTREADY;
+    pod_save(pod, stop_saved, s);
+}
+
+static void stop_network_done(void *data, const struct cni_result *res, const err_t *err)
+{
+    (void)res;
+    struct stop_ctx *s = data;
+    if (err) {
+        /* Keep the pod as it is; kubelet calls Stop again. */
+        err_t e = ERR_INIT;
+        err_set(&e, err->code, err->errnum, "StopPodSandbox %s: tearing the network down: %s", s->pod->id, err->msg);
+        s->pod->busy = false;
+        s->p->ops_running--;
+        s->done(s->data, s->pod, &e);
+        err_clear(&e);
+        free(s->ports);
+        free(s);
+        return;
+    }
+    priv(s->pod)->network_ready = false;
+    stop_finish(s);
+}
+
+static void stop_containers_done(void *data, const err_t *err)
+{
+    struct stop_ctx *s = data;
+    struct pod *pod = s->pod;
+    if (err)
+        log_warn("pod %s: stopping its containers: %s", pod->id, err->msg);
+    if (pod->net_mode == NS_MODE_POD && priv(pod)->network_ready) {
+        size_t n = ports_from_config(pod, &s->ports);
+        struct cni_request req;
+        cni_request_of(pod, &req, s->ports, n);
+        struct stat st;
+        if (!pod->netns || stat(pod->netns, &st) < 0)
+            req.netns = NULL;
+        err_t e = ERR_INIT;
+        if (cni_del(s->p->cni, &req, stop_network_done, s, &e) < 0) {
+            /* No network configured any more: nothing to tear down. */
+            log_warn("pod %s: %s", pod->id, e.msg);
+            err_clear(&e);
+            priv(pod)->network_ready = false;
+            stop_finish(s);
+        }
+        return;
+    }
+    stop_finish(s);
+}
+
+static void stop_start(struct pods *p, struct pod *pod, bool remove_after, pods_done_fn done, void *data)
+{
+    struct stop_ctx *s = calloc(1, sizeof(*s));
+    if (!s) {
+        err_t e = ERR_INIT;
+        err_sys(&e, ENOMEM, "stopping pod %s", pod->id);
+        done(data, pod, &e);
+        err_clear(&e);
+        return;
+    }
+    *s = (struct stop_ctx){.p = p, .pod = pod, .done = done, .data = data, .remove_after = remove_after};
+    pod->busy = true;
+    p->ops_running++;
+    if (p->hooks.stop_all)
+        p->hooks.stop_all(p->hooks.data, pod->id, 0, stop_containers_done, s);
+    else
+        stop_containers_done(s, NULL);
+}
+
+static void busy_error(struct pod *pod, pods_done_fn done, void *data, const char *rpc)
+{
+    err_t e = ERR_INIT;
+    err_set(&e, ERR_UNAVAILABLE, EBUSY, "%s %s: the pod is busy with another operation; try again", rpc, pod->id);
+    done(data, pod, &e);
+    err_clear(&e);
+}
+
+void pods_stop(struct pods *p, const char *id, pods_done_fn done, void *data)
+{
+    struct pod *pod = pods_find(p, id);
+    if (!pod) {
+        err_t e = ERR_INIT;
+        err_set(&e, ERR_NOT_FOUND, ENOENT, "StopPodSandbox: pod sandbox %s not found", id);
+        done(data, NULL, &e);
+        err_clear(&e);
+        return;
+    }
+    if (pod->busy) {
+        busy_error(pod, done, data, "StopPodSandbox");
+        return;
+    }
+    stop_start(p, pod, false, done, data);
+}
+
+/* --- RemovePodSandbox ------------------------------------------------------------------ */
+
+static void removed_containers(void *data, const err_t *err)
+{
+    struct stop_ctx *s = data;
+    struct pods *p = s->p;
+    struct pod *pod = s->pod;
+    if (err) {
+        err_t e = ERR_INIT;
+        err_set(&e, err->code, err->errnum, "RemovePodSandbox %s: removing its containers: %s", pod->id, err->msg);
+        pod->busy = false;
+        p->ops_running--;
+        s->done(s->data, pod, &e);
+        err_clear(&e);
+        free(s->ports);
+        free(s);
+        return;
+    }
+    release_namespaces(pod);
+    err_t e = ERR_INIT;
+    if (pod->dir && fs_remove_tree(pod->dir, &e) < 0) {
+        log_warn("pod %s: %s", pod->id, e.msg);
+        err_clear(&e);
+    }
+    if (priv(pod)->owns_cgroup && cgroup_destroy(p->cgroups, pod->cgroup_path, &e) < 0) {
+        log_warn("pod %s: %s", pod->id, e.msg);
+        err_clear(&e);
+    }
+    _cleanup_free_ char *rec = NULL;
+    if (asprintf(&rec, "%s/pods/%s", p->root, pod->id) >= 0 && fs_remove_tree(rec, &e) < 0) {
+        err_wrap(&e, "RemovePodSandbox %s", pod->id);
+        pod->busy = false;
+        p->ops_running--;
+        s->done(s->data, pod, &e);
+        err_clear(&e);
+        free(s->ports);
+        free(s);
+        return;
+    }
+    log_info("pod %s (%s/%s) removed", pod->id, pod->ns, pod->name);
+    list_del(&pod->link);
+    p->ops_running--;
+    s->done(s->data, NULL, NULL);
+    /* The record file may still be being written by the pool: keep the
+     * pod until that is over. */
+    if (persist_file_busy(priv(pod)->file))
+        log_debug("pod %s: record write still running at removal", pod->id);
+    pod_free(pod);
+    free(s->ports);
+    free(s);
+}
+
+static void remove_continue(struct stop_ctx *s)
+{
+    struct pods *p = s->p;
+    s->pod->busy = true;
+    if (p->hooks.remove_all)
+        p->hooks.remove_all(p->hooks.data, s->pod->id, removed_containers, s);
+    else
+        removed_containers(s, NULL);
+}
+
+void pods_remove(struct pods *p, const char *id, pods_done_fn done, void *data)
+{
+    struct pod *pod = pods_find(p, id);
+    if (!pod) {
+        /* Already gone: kubelet retries removals, that is success. */
+        done(data, NULL, NULL);
+        return;
+    }
+    if (pod->busy) {
+        busy_error(pod, done, data, "RemovePodSandbox");
+        return;
+    }
+    stop_start(p, pod, true, done, data);
+}
+
+/* --- UpdatePodSandboxResources ---------------------------------------------------------- */
+
+int pods_update_resources(struct pods *p, struct pod *pod, const void *overhead, const void *resources, err_t *err)
+{
+    const Runtime__V1__LinuxContainerResources *want = resources ? resources : overhead;
+    struct cri_resources res;
+    int r = cri_resources_from(want, &res, err);
+    if (r == 0)
+        r = cgroup_update(p->cgroups, pod->cgroup_path, &res.r, err);
+    cri_resources_free(&res);
+    if (r < 0)
+        return r;
+    if (pod->config) {
+        if (overhead)
+            json_object_set_new(pod->config, "overhead", cri_resources_json(overhead));
+        if (resources)
+            json_object_set_new(pod->config, "resources", cri_resources_json(resources));
+    }
+    pod_save(pod, NULL, NULL);
+    return 0;
+}
+
+/* --- lookups ------------------------------------------------------------------------------ */
+
+struct pod *pods_find(struct pods *p, const char *id)
+{
+    if (!id || !*id)
+        return NULL;
+    size_t n = strlen(id);
+    struct pod *found = NULL;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &p->pods)
+    {
+        struct pod *pod = list_entry(pos, struct pod, link);
+        if (pod->creating)
+            continue;
+        if (strcmp(pod->id, id) == 0)
+            return pod;
+        if (strncmp(pod->id, id, n) == 0) {
+            if (found)
+                return NULL; /* ambiguous prefix */
+            found = pod;
+        }
+    }
+    return found;
+}
+
+struct list_node *pods_list(struct pods *p)
+{
+    return &p->pods;
+}
+
+int pods_open_pidns(struct pod *pod, err_t *err)
+{
+    if (pod->pid_mode != NS_MODE_POD || pod->init_pid <= 0)
+        return err_set(err, ERR_FAILED_PRECONDITION, ESRCH, "pod %s has no shared PID namespace", pod->id);
+    if (process_start_time(pod->init_pid) != pod->init_start_time)
+        return err_set(err, ERR_FAILED_PRECONDITION, ESRCH, "pod %s: its PID namespace's init is gone", pod->id);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pod->init_pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_sys(err, errno, "opening the PID namespace of pod %s", pod->id);
+    return fd;
+}
+
+void pods_set_container_hooks(struct pods *p, const struct pods_container_hooks *hooks)
+{
+    p->hooks = *hooks;
+}
+
+bool pods_busy(const struct pods *p)
+{
+    if (p->ops_running > 0)
+        return true;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, (struct list_node *)&p->pods)
+    {
+        struct pod *pod = list_entry(pos, struct pod, link);
+        if (persist_file_busy(priv(pod)->file))
+            return true;
+    }
+    return false;
+}
+
+/* --- startup -------------------------------------------------------------------------------- */
+
+static bool is_nsfs(const char *path)
+{
+    struct statfs sf;
+    return path && statfs(path, &sf) == 0 && (unsigned long)sf.f_type == NSFS_MAGIC_;
+}
+
+/* What survived: a pod is ready only if its namespaces are still mounted
+ * (a reboot empties the state directory) and its init, if any, lives. */
+static void recover(struct pods *p, struct pod *pod)
+{
+    if (pod->state != POD_READY)
+        return;
+    bool ok = (!pod->netns || is_nsfs(pod->netns)) && (!pod->ipcns || is_nsfs(pod->ipcns));
+    if (ok && pod->pid_mode == NS_MODE_POD) {
+        int fd = -1;
+        err_t e = ERR_INIT;
+        if (process_adopt(pod->init_pid, pod->init_start_time, &fd, &e) < 0) {
+            ok = false;
+            err_clear(&e);
+        } else {
+            priv(pod)->init_watch = process_watch_start(p->loop, fd, pod->init_pid, false, on_init_exit, pod, &e);
+            if (!priv(pod)->init_watch) {
+                ok = false;
+                err_clear(&e);
+            }
+        }
+    }
+    if (!ok) {
+        log_warn("pod %s (%s/%s) did not survive (namespaces or init gone): NOTREADY", pod->id, pod->ns, pod->name);
+        pod->state = POD_NOTREADY;
+        pod_save(pod, NULL, NULL);
+    }
+}
+
+int pods_open(uv_loop_t *loop, const struct pods_options *opts, struct pods **out, err_t *err)
+{
+    struct pods *p = calloc(1, sizeof(*p));
+    if (!p || !(p->root = strdup(opts->root)) || !(p->state = strdup(opts->state))) {
+        if (p)
+            free(p->root);
+        free(p);
+        return err_sys(err, ENOMEM, "opening the pod store");
+    }
+    p->loop = loop;
+    p->cni = opts->cni;
+    p->cgroups = opts->cgroups;
+    p->self_exe_fd = opts->self_exe_fd;
+    list_init(&p->pods);
+    _cleanup_free_ char *dir = path_join(p->root, "pods");
+    _cleanup_free_ char *sdir = path_join(p->state, "pods");
+    int r = dir && sdir ? fs_mkdir_p(dir, 0700, err) : -ENOMEM;
+    if (r == 0)
+        r = fs_mkdir_p(sdir, 0711, err);
+    if (r < 0) {
+        pods_free(p);
+        return r;
+    }
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.' || strlen(de->d_name) != 64)
+            continue;
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t len;
+        if (asprintf(&path, "%s/%s/pod.json", dir, de->d_name) < 0)
+            continue;
+        err_t e = ERR_INIT;
+        if (fs_read_file(path, POD_RECORD_MAX, &text, &len, &e) < 0) {
+            /* A pod whose first record never landed: a crash mid-create. */
+            log_warn("pod %s: %s; removing what is left of it", de->d_name, e.msg);
+            err_clear(&e);
+            _cleanup_free_ char *pdir = NULL;
+            if (asprintf(&pdir, "%s/%s", dir, de->d_name) >= 0)
+                fs_remove_tree(pdir, NULL);
+            continue;
+        }
+        json_error_t jerr;
+        json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        struct pod *pod = o ? pod_parse(p, de->d_name, o) : NULL;
+        json_decref(o);
+        if (!pod) {
+            log_error("pod %s: %s is damaged; ignoring it", de->d_name, path);
+            continue;
+        }
+        list_add_tail(&p->pods, &pod->link);
+        recover(p, pod);
+    }
+    *out = p;
+    return 0;
+}
+
+void pods_free(struct pods *p)
+{
+    if (!p)
+        return;
+    while (!list_empty(&p->pods)) {
+        struct pod *pod = list_entry(p->pods.next, struct pod, link);
+        list_del(&pod->link);
+        pod_free(pod);
+    }
+    free(p->root);
+    free(p->state);
+    free(p);
+}
