@@ -7,6 +7,7 @@
 
 #include "api.pb-c.h"
 #include "cri/grpc.h"
+#include "runtime/containers.h"
 
 /* The full method table (both services) and the service descriptors it is
  * checked against at startup. */
@@ -41,3 +42,18 @@ void cri_pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *requ
 void cri_list_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_stream_pod_sandboxes(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_update_pod_sandbox_resources(struct grpc_call *call, const ProtobufCMessage *request);
+
+/* container_service.c */
+void cri_create_container(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_start_container(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stop_container(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_remove_container(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_container_status(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_list_containers(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stream_containers(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_update_container_resources(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_reopen_container_log(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_exec_sync(struct grpc_call *call, const ProtobufCMessage *request);
+/* The containers' event hook (data: the daemon): publishes to
+ * GetContainerEvents subscribers. */
+void cri_container_event(void *data, enum container_event ev, const struct container *c);

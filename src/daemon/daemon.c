@@ -16,6 +16,7 @@
 #include "image/import.h"
 #include "net/cni.h"
 #include "runtime/cgroup.h"
+#include "runtime/containers.h"
 #include "runtime/pods.h"
 #include "runtime/spawn.h"
 #include "loop/loop.h"
@@ -77,6 +78,8 @@ static void close_everything(struct edgecri *d)
     images_free(d->images);
     d->images = NULL;
     image_import_dir_shutdown();
+    containers_free(d->containers);
+    d->containers = NULL;
     pods_free(d->pods);
     d->pods = NULL;
     cni_free(d->cni);
@@ -90,7 +93,7 @@ static void on_wait_persistence(uv_timer_t *t)
 {
     struct edgecri *d = t->data;
     if (pod_cidr_busy(d->pod_cidr) || (d->images && images_busy(d->images)) || image_import_dir_busy() ||
-        (d->pods && pods_busy(d->pods)))
+        (d->pods && pods_busy(d->pods)) || (d->containers && containers_busy(d->containers)))
         return; /* the timer repeats */
     uv_timer_stop(t);
     close_everything(d);
@@ -195,6 +198,26 @@ static int start(struct edgecri *d, err_t *err)
     };
     if ((r = pods_open(loop_get(), &popts, &d->pods, err)) < 0)
         return r;
+    /* Containers after pods: adopting a running container needs its pod. */
+    struct containers_options ctopts = {
+        .root = d->config.root_dir,
+        .state = d->config.state_dir,
+        .pods = d->pods,
+        .images = d->images,
+        .cgroups = d->cgroups,
+        .on_event = cri_container_event,
+        .event_data = d,
+    };
+    if ((r = containers_open(loop_get(), &ctopts, &d->containers, err)) < 0)
+        return r;
+    struct pods_container_hooks hooks = {
+        .stop_all = containers_stop_pod,
+        .remove_all = containers_remove_pod,
+        .data = d->containers,
+    };
+    pods_set_container_hooks(d->pods, &hooks);
+    /* Image removal and GC keep the layers a container's root is built on. */
+    images_set_layer_user(d->images, containers_use_layer, d->containers);
 
     size_t n_methods;
     struct grpc_method *methods = cri_methods(&n_methods);

@@ -31,6 +31,7 @@ struct edgecri {
     struct cgroup_manager *cgroups;
     struct cni *cni;
     struct pods *pods;
+    struct containers *containers;
     int self_exe_fd;
 
     bool stopping;

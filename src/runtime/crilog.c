@@ -340,7 +340,7 @@ int crilog_write(struct crilog *l, enum crilog_stream s, const uint8_t *data, si
     return r;
 }
 
-int crilog_flush(struct crilog *l, enum crilog_stream s, const struct timespec *now, err_t *err)
+static int write_pending(struct crilog *l, enum crilog_stream s, bool full, const struct timespec *now, err_t *err)
 {
     int r = check_stream(l, s, err);
     if (r < 0)
@@ -350,9 +350,20 @@ int crilog_flush(struct crilog *l, enum crilog_stream s, const struct timespec *
         return 0;
     struct batch b;
     batch_init(&b, l, s, now, err);
-    batch_record(&b, false, pd->buf, pd->len, NULL, 0);
+    /* A full record's newline comes from `data` (see batch_record). */
+    batch_record(&b, full, pd->buf, pd->len, full ? newline : NULL, full ? 1 : 0);
     pd->len = 0; /* written or, on error, dropped: a dead disk must not pin it */
     return batch_finish(&b);
+}
+
+int crilog_flush(struct crilog *l, enum crilog_stream s, const struct timespec *now, err_t *err)
+{
+    return write_pending(l, s, false, now, err);
+}
+
+int crilog_end(struct crilog *l, enum crilog_stream s, const struct timespec *now, err_t *err)
+{
+    return write_pending(l, s, true, now, err);
 }
 
 /* ---- parsing ----------------------------------------------------------------- */

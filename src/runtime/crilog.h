@@ -69,6 +69,10 @@ int crilog_write(struct crilog *l, enum crilog_stream s, const uint8_t *data, si
  * bytes are dropped. */
 int crilog_flush(struct crilog *l, enum crilog_stream s, const struct timespec *now, err_t *err);
 
+/* The stream ended: what is buffered is written as an F record, as
+ * containerd does for output that does not end in a newline. */
+int crilog_end(struct crilog *l, enum crilog_stream s, const struct timespec *now, err_t *err);
+
 /* Bytes written to the file since open/reopen (for stats and tests). */
 uint64_t crilog_bytes(const struct crilog *l);
 

@@ -604,7 +604,9 @@ int spawn_start(uv_loop_t *loop, const struct spawn_plan *plan, struct spawn_chi
     }
     long pid = syscall(SYS_clone3, &args, sizeof(args));
     int clone_errno = errno;
-    if (plan->pidns_fd >= 0 && setns(self_pidns, CLONE_NEWPID) < 0) {
+    /* Only the parent steps back: the child is already inside the pod's
+     * namespace and may not enter an ancestor (EINVAL). */
+    if (pid != 0 && plan->pidns_fd >= 0 && setns(self_pidns, CLONE_NEWPID) < 0) {
         /* Every later child would start in the pod's namespace. */
         log_error("could not return to edgecri's PID namespace: %s", strerror(errno));
         abort();

@@ -13,7 +13,9 @@ from api_pb2 import DESCRIPTOR
 IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig", "GetContainerEvents", "ListImages",
                "StreamImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo", "RunPodSandbox",
                "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox", "StreamPodSandboxes",
-               "UpdatePodSandboxResources"}
+               "UpdatePodSandboxResources", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer",
+               "ListContainers", "StreamContainers", "ContainerStatus", "UpdateContainerResources",
+               "ReopenContainerLog", "ExecSync"}
 
 
 def test_version(edgecri):

@@ -584,6 +584,29 @@ static void test_binary(void)
     remove_dir(dir);
 }
 
+static void test_end(void)
+{
+    /* At stream end the unterminated rest is a full (F) record, as
+     * containerd writes it; an empty buffer writes nothing. */
+    char *dir = make_dir(), *path = join(dir, "0.log");
+    struct crilog *l = open_log(path);
+    err_t err = ERR_INIT;
+    CHECK_OK(crilog_end(l, CRILOG_STDOUT, &T1, &err));
+    CHECK_EQ_U64(crilog_bytes(l), 0);
+    CHECK_OK(WR(l, CRILOG_STDOUT, "one\npartial", &T1));
+    CHECK_OK(crilog_end(l, CRILOG_STDOUT, &T2, &err));
+    CHECK_OK(crilog_end(l, CRILOG_STDOUT, &T2, &err));
+    struct parsed p = close_and_read(l, path);
+    CHECK_EQ_U64(p.n, 2);
+    if (p.n == 2) {
+        CHECK(REC_IS(&p.recs[0], CRILOG_STDOUT, false, "one"));
+        CHECK(REC_IS(&p.recs[1], CRILOG_STDOUT, false, "partial") && same_time(&p.recs[1].time, &T2));
+    }
+    parsed_free(&p);
+    free(path);
+    remove_dir(dir);
+}
+
 static void test_flush(void)
 {
     char *dir = make_dir(), *path = join(dir, "0.log");
@@ -888,6 +911,7 @@ int main(void)
     RUN(test_exact_16k);
     RUN(test_binary);
     RUN(test_flush);
+    RUN(test_end);
     RUN(test_reopen);
     RUN(test_open_refusals);
     RUN(test_full_filesystem);

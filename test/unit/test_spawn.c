@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -184,6 +185,51 @@ static void test_container_like(void)
     /* Nothing leaked onto the host. */
     struct stat st;
     CHECK(stat("/data/deep/dir", &st) < 0);
+}
+
+static void test_join_pid_namespace(void)
+{
+    /* Entering an existing PID namespace (as ExecSync does for a container
+     * with its own): the child runs inside it, and later children of ours
+     * are back in our namespace. The namespace's init is a sleeping child
+     * of ours; the spawned process is its pid 2. */
+    int ready[2];
+    CHECK_OK(pipe(ready));
+    pid_t init = syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (init == 0) {
+        close(ready[0]);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    CHECK(init > 0);
+    close(ready[1]);
+    char b;
+    CHECK(read(ready[0], &b, 1) == 1);
+    close(ready[0]);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/pid", init);
+    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(nsfd >= 0);
+    static const char *const argv[] = {"sh", "-c", "echo pid=$$", NULL};
+    struct spawn_plan plan;
+    base_plan(&plan, argv);
+    plan.pidns_fd = nsfd;
+    char out[256];
+    struct result r;
+    CHECK_OK(run_plan(&plan, out, sizeof(out), &r));
+    CHECK_MSG(r.ok, "spawn failed: %s", r.msg);
+    CHECK(r.exited && r.exit.known && r.exit.code == 0);
+    CHECK_CONTAINS(out, "pid=2\n");
+    /* The next child is in our namespace again. */
+    base_plan(&plan, argv);
+    CHECK_OK(run_plan(&plan, out, sizeof(out), &r));
+    CHECK(r.exited && r.exit.known && r.exit.code == 0);
+    CHECK(strstr(out, "pid=2\n") == NULL && strstr(out, "pid=1\n") == NULL);
+    close(nsfd);
+    kill(init, SIGKILL);
+    waitpid(init, NULL, 0);
 }
 
 static void test_exec_failures_are_reported(void)
@@ -388,6 +434,7 @@ int main(void)
     /* Orphans (the adopted test) are reaped by init, not by this test. */
     make_rootfs();
     RUN(test_container_like);
+    RUN(test_join_pid_namespace);
     RUN(test_exec_failures_are_reported);
     RUN(test_hostile_symlink_cannot_redirect_a_mount);
     RUN(test_caps_and_no_new_privs);
