@@ -1618,6 +1618,100 @@ static void exec_started(void *data, struct spawn_child *child, const err_t *err
     }
 }
 
+/* Starts a process inside a running container exactly as its own process
+ * runs: its namespaces (those it does not share with us), cgroup, identity,
+ * capabilities, seccomp profile and oom_score_adj. The child is created but
+ * not yet released (spawn_release). */
+static int exec_spawn(struct containers *s, struct container *c, const struct process_spec *spec, const int stdio[3],
+                      bool tty, struct spawn_child **child, err_t *err)
+{
+    int fds[12];
+    size_t n_fds = 0;
+    static const struct {
+        const char *name;
+        int type;
+    } nss[] = {{"ipc", CLONE_NEWIPC},
+               {"uts", CLONE_NEWUTS},
+               {"net", CLONE_NEWNET},
+               {"cgroup", CLONE_NEWCGROUP},
+               {"mnt", CLONE_NEWNS}};
+    struct spawn_ns join[5];
+    size_t n_join = 0;
+    int r = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(nss) && r == 0; i++) {
+        char path[64], self[64], theirs[64], mine[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)c->pid, nss[i].name);
+        snprintf(self, sizeof(self), "/proc/self/ns/%s", nss[i].name);
+        ssize_t a = readlink(path, theirs, sizeof(theirs) - 1), b = readlink(self, mine, sizeof(mine) - 1);
+        if (a > 0 && b > 0 && a == b && memcmp(theirs, mine, (size_t)a) == 0)
+            continue; /* shared with the host: nothing to join */
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            r = err_sys(err, errno, "opening %s", path);
+            break;
+        }
+        fds[n_fds++] = fd;
+        join[n_join++] = (struct spawn_ns){fd, nss[i].type};
+    }
+    char pidns_path[64];
+    snprintf(pidns_path, sizeof(pidns_path), "/proc/%d/ns/pid", (int)c->pid);
+    int pidns = r < 0 ? -1 : open(pidns_path, O_RDONLY | O_CLOEXEC);
+    if (pidns >= 0)
+        fds[n_fds++] = pidns;
+    int version = cgroup_manager_version(s->cgroups);
+    int cgfd = -1;
+    if (r == 0 && version == 2 && (cgfd = r = cgroup_open_v2(s->cgroups, c->cgroup_path, err)) >= 0) {
+        fds[n_fds++] = cgfd;
+        r = 0;
+    }
+    uint64_t caps = 0;
+    if (r == 0 && (r = compute_caps(c, &caps, err)) == 0)
+        r = build_seccomp(c, caps, err);
+    if (r < 0) {
+        for (size_t i = 0; i < n_fds; i++)
+            close(fds[i]);
+        return r;
+    }
+    const Runtime__V1__LinuxContainerSecurityContext *sc = c->config->linux ? c->config->linux->security_context : NULL;
+    struct sock_fprog prog = {.len = P(c)->seccomp.len, .filter = P(c)->seccomp.filter};
+    const Runtime__V1__LinuxContainerResources *want = container_resources(c);
+    struct spawn_plan plan = {
+        .cgroup_fd = cgfd,
+        .pidns_fd = pidns,
+        .join = join,
+        .n_join = n_join,
+        .set_oom_score_adj = true,
+        .oom_score_adj = clamp_oom(s, want ? want->oom_score_adj : 0),
+        .set_identity = true,
+        .uid = c->uid,
+        .gid = c->gid,
+        .groups = c->groups,
+        .n_groups = c->n_groups,
+        .set_caps = true,
+        .cap_bounding = caps,
+        .cap_effective = caps,
+        .cap_permitted = caps,
+        .no_new_privs = sc && sc->no_new_privs && !(sc->privileged),
+        .seccomp = P(c)->seccomp.filter ? &prog : NULL,
+        .cwd = spec->cwd,
+        .stdio = {stdio[0], stdio[1], stdio[2]},
+        .tty = tty,
+        .argv = (const char *const *)spec->argv,
+        .envp = (const char *const *)spec->env,
+        .exec_paths = (const char *const *)spec->exec_paths,
+        .exec_fd = -1,
+    };
+    r = spawn_start(s->loop, &plan, child, err);
+    for (size_t i = 0; i < n_fds; i++)
+        close(fds[i]);
+    /* v1: joined before it is released, so it never runs outside. */
+    if (r == 0 && version == 1 && (r = cgroup_attach(s->cgroups, c->cgroup_path, spawn_pid(*child), err)) < 0) {
+        spawn_child_free(*child);
+        *child = NULL;
+    }
+    return r;
+}
+
 void containers_exec_sync(struct containers *s, const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
                           size_t max_output, containers_exec_fn done, void *data)
 {
@@ -1660,88 +1754,14 @@ void containers_exec_sync(struct containers *s, const char *id, char *const *cmd
     /* the child's ends block as the process expects */
     fcntl(out[1], F_SETFL, 0);
     fcntl(errp[1], F_SETFL, 0);
-    int fds[12];
-    size_t n_fds = 0;
-    fds[n_fds++] = out[1];
-    fds[n_fds++] = errp[1];
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    fds[n_fds++] = devnull;
-    static const struct {
-        const char *name;
-        int type;
-    } nss[] = {{"ipc", CLONE_NEWIPC},
-               {"uts", CLONE_NEWUTS},
-               {"net", CLONE_NEWNET},
-               {"cgroup", CLONE_NEWCGROUP},
-               {"mnt", CLONE_NEWNS}};
-    struct spawn_ns join[5];
-    size_t n_join = 0;
-    for (size_t i = 0; i < ARRAY_SIZE(nss); i++) {
-        char path[64], self[64], theirs[64], mine[64];
-        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)c->pid, nss[i].name);
-        snprintf(self, sizeof(self), "/proc/self/ns/%s", nss[i].name);
-        ssize_t a = readlink(path, theirs, sizeof(theirs) - 1), b = readlink(self, mine, sizeof(mine) - 1);
-        if (a > 0 && b > 0 && a == b && memcmp(theirs, mine, (size_t)a) == 0)
-            continue; /* shared with the host: nothing to join */
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            err_sys(&err, errno, "ExecSync: opening %s", path);
-            break;
-        }
-        fds[n_fds++] = fd;
-        join[n_join++] = (struct spawn_ns){fd, nss[i].type};
-    }
-    char pidns_path[64];
-    snprintf(pidns_path, sizeof(pidns_path), "/proc/%d/ns/pid", (int)c->pid);
-    int pidns = err.msg ? -1 : open(pidns_path, O_RDONLY | O_CLOEXEC);
-    if (pidns >= 0)
-        fds[n_fds++] = pidns;
-    int version = cgroup_manager_version(s->cgroups);
-    int cgfd = -1;
-    if (!err.msg && version == 2 && (cgfd = cgroup_open_v2(s->cgroups, c->cgroup_path, &err)) >= 0)
-        fds[n_fds++] = cgfd;
-    uint64_t caps = 0;
-    if (!err.msg && compute_caps(c, &caps, &err) == 0)
-        build_seccomp(c, caps, &err);
-    if (err.msg) {
-        for (size_t i = 0; i < n_fds; i++)
-            close(fds[i]);
-        exec_end(x, &err);
-        return;
-    }
-    const Runtime__V1__LinuxContainerSecurityContext *sc = c->config->linux ? c->config->linux->security_context : NULL;
-    struct sock_fprog prog = {.len = P(c)->seccomp.len, .filter = P(c)->seccomp.filter};
-    const Runtime__V1__LinuxContainerResources *want = container_resources(c);
-    struct spawn_plan plan = {
-        .cgroup_fd = cgfd,
-        .pidns_fd = pidns,
-        .join = join,
-        .n_join = n_join,
-        .set_oom_score_adj = true,
-        .oom_score_adj = clamp_oom(s, want ? want->oom_score_adj : 0),
-        .set_identity = true,
-        .uid = c->uid,
-        .gid = c->gid,
-        .groups = c->groups,
-        .n_groups = c->n_groups,
-        .set_caps = true,
-        .cap_bounding = caps,
-        .cap_effective = caps,
-        .cap_permitted = caps,
-        .no_new_privs = sc && sc->no_new_privs && !(sc->privileged),
-        .seccomp = P(c)->seccomp.filter ? &prog : NULL,
-        .cwd = x->spec.cwd,
-        .stdio = {devnull, out[1], errp[1]},
-        .argv = (const char *const *)x->spec.argv,
-        .envp = (const char *const *)x->spec.env,
-        .exec_paths = (const char *const *)x->spec.exec_paths,
-        .exec_fd = -1,
-    };
-    int r = spawn_start(s->loop, &plan, &x->child, &err);
-    for (size_t i = 0; i < n_fds; i++)
-        close(fds[i]);
-    if (r == 0 && version == 1)
-        r = cgroup_attach(s->cgroups, c->cgroup_path, spawn_pid(x->child), &err);
+    int stdio[3] = {devnull, out[1], errp[1]};
+    int r = devnull < 0 ? err_sys(&err, errno, "ExecSync: opening /dev/null")
+                        : exec_spawn(s, c, &x->spec, stdio, false, &x->child, &err);
+    if (devnull >= 0)
+        close(devnull);
+    close(out[1]);
+    close(errp[1]);
     if (r == 0) {
         struct capture *cs[] = {&x->out, &x->err};
         uv_poll_cb cbs[] = {on_out, on_err};
@@ -1766,6 +1786,63 @@ void containers_exec_sync(struct containers *s, const char *id, char *const *cmd
             x->child = NULL;
         }
         exec_end(x, &err);
+    }
+}
+
+/* --- interactive exec (for the streaming server) --------------------------------------------- */
+
+struct exec_start_ctx {
+    struct containers *s;
+    containers_spawned_fn started;
+    void *data;
+};
+
+static void exec_start_released(void *data, struct spawn_child *child, const err_t *err)
+{
+    struct exec_start_ctx *x = data;
+    x->s->ops--;
+    if (err) {
+        x->started(x->data, -1, 0, err);
+    } else {
+        pid_t pid = spawn_pid(child);
+        x->started(x->data, spawn_take_pidfd(child), pid, NULL);
+    }
+    spawn_child_free(child);
+    free(x);
+}
+
+void containers_exec_start(struct containers *s, const char *id, char *const *cmd, size_t n_cmd, const int stdio[3],
+                           bool tty, containers_spawned_fn started, void *data)
+{
+    _cleanup_err_ err_t err = ERR_INIT;
+    struct container *c = containers_find(s, id);
+    if (!c || c->state != CONTAINER_RUNNING) {
+        err_set(&err, c ? ERR_FAILED_PRECONDITION : ERR_NOT_FOUND, c ? EINVAL : ENOENT,
+                c ? "container %s is not running" : "container %s not found", id);
+        started(data, -1, 0, &err);
+        return;
+    }
+    struct exec_start_ctx *x = calloc(1, sizeof(*x));
+    struct process_spec spec = {0};
+    struct spawn_child *child = NULL;
+    int r = x ? container_exec_spec(&P(c)->spec, cmd, n_cmd, &spec, &err) : err_sys(&err, ENOMEM, "exec");
+    if (r == 0)
+        r = exec_spawn(s, c, &spec, stdio, tty, &child, &err);
+    process_spec_free(&spec);
+    if (r == 0) {
+        x->s = s;
+        x->started = started;
+        x->data = data;
+        s->ops++;
+        if ((r = spawn_release(child, exec_start_released, x, &err)) < 0) {
+            s->ops--;
+            spawn_child_free(child);
+        }
+    }
+    if (r < 0) {
+        free(x);
+        err_wrap(&err, "exec in container %s", c->id);
+        started(data, -1, 0, &err);
     }
 }
 

@@ -107,6 +107,15 @@ typedef void (*containers_exec_fn)(void *data, const struct exec_result *r, cons
 void containers_exec_sync(struct containers *s, const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
                           size_t max_output, containers_exec_fn done, void *data);
 
+/* Interactive exec (the streaming server's Exec): `cmd` started in a running
+ * container as ExecSync starts it, with stdio as its fds 0-2 (the caller
+ * keeps its own copies); with `tty`, stdio[0] is a terminal that becomes
+ * the controlling one. `started` runs exactly once, with the pidfd (the
+ * caller's to close; watch it with process_watch_start) or an error. */
+typedef void (*containers_spawned_fn)(void *data, int pidfd, pid_t pid, const err_t *err);
+void containers_exec_start(struct containers *s, const char *id, char *const *cmd, size_t n_cmd, const int stdio[3],
+                           bool tty, containers_spawned_fn started, void *data);
+
 /* The hooks pods use to stop and remove their containers. */
 void containers_stop_pod(void *s, const char *pod_id, int64_t timeout_s, void (*done)(void *, const err_t *),
                          void *data);
