@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <strings.h>
 #include <unistd.h>
 #include <linux/capability.h>
@@ -103,6 +104,15 @@ uint64_t caps_all(void)
 {
     int last = caps_last_cap();
     return last >= 63 ? UINT64_MAX : CAP_BIT(last + 1) - 1;
+}
+
+uint64_t caps_bounding_self(void)
+{
+    uint64_t set = 0;
+    for (int cap = 0; cap <= caps_last_cap() && cap < 64; cap++)
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1)
+            set |= 1ULL << cap;
+    return set;
 }
 
 uint64_t caps_default(void)

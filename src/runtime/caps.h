@@ -22,6 +22,9 @@ uint64_t caps_all(void);
  * SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE. */
 uint64_t caps_default(void);
 
+/* Our own bounding set: what a child of ours can be given at all. */
+uint64_t caps_bounding_self(void);
+
 /* "CAP_SYS_ADMIN", "SYS_ADMIN", "cap_sys_admin", "sys_admin" → 21; -1 for an
  * unknown or empty name. Names are those this build knows, whatever the
  * running kernel supports. "ALL" is not a capability here. */

@@ -531,6 +531,55 @@ static int mount_rootfs(struct containers *s, struct container *c, err_t *err)
     return r;
 }
 
+static int build_seccomp(struct container *c, uint64_t caps, err_t *err)
+{
+    struct cpriv *p = P(c);
+    if (p->seccomp_built)
+        return 0;
+    const Runtime__V1__LinuxContainerSecurityContext *sc = c->config->linux ? c->config->linux->security_context : NULL;
+    /* Marked built only on success: a failed build must never leave the
+     * container to start unconfined. */
+    if (!sc || sc->privileged || !sc->seccomp ||
+        sc->seccomp->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined) {
+        p->seccomp_built = true;
+        return 0;
+    }
+    int r;
+    if (sc->seccomp->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault) {
+        r = seccomp_build_default(caps, &p->seccomp, err);
+    } else {
+        const char *ref = sc->seccomp->localhost_ref ? sc->seccomp->localhost_ref : "";
+        if (ref[0] != '/')
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "seccomp profile \"%s\" is not an absolute path", ref);
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        r = fs_read_file(ref, SECCOMP_PROFILE_MAX_SIZE, &text, &len, err);
+        if (r == 0)
+            r = seccomp_build_from_json(text, len, caps, &p->seccomp, err);
+        if (r < 0)
+            err_wrap(err, "seccomp profile %s", ref);
+    }
+    if (r == 0)
+        p->seccomp_built = true;
+    return r;
+}
+
+/* Capabilities of the container's process. */
+static int compute_caps(const struct container *c, uint64_t *out, err_t *err)
+{
+    const Runtime__V1__LinuxContainerSecurityContext *sc = c->config->linux ? c->config->linux->security_context : NULL;
+    if (sc && sc->privileged) {
+        /* Everything we may hand on: a capability outside our own bounding
+         * set (root without CAP_SYS_RESOURCE, say) would fail capset. */
+        *out = caps_all() & caps_bounding_self();
+        return 0;
+    }
+    const Runtime__V1__Capability *cap = sc ? sc->capabilities : NULL;
+    return caps_compute(caps_default(), cap ? (const char *const *)cap->add_capabilities : NULL,
+                        cap ? cap->n_add_capabilities : 0, cap ? (const char *const *)cap->drop_capabilities : NULL,
+                        cap ? cap->n_drop_capabilities : 0, out, err);
+}
+
 void containers_create(struct containers *s, const char *pod_id, const Runtime__V1__ContainerConfig *cfg,
                        containers_done_fn done, void *data)
 {
@@ -662,6 +711,13 @@ void containers_create(struct containers *s, const char *pod_id, const Runtime__
             p->stop_signal = signal_from_name(icfg->stop_signal);
         if (p->stop_signal <= 0)
             p->stop_signal = SIGTERM;
+    }
+    /* Capabilities and the seccomp profile are checked (and the profile
+     * compiled) now, so a bad name or profile fails CreateContainer. */
+    if (r == 0) {
+        uint64_t caps;
+        if ((r = compute_caps(c, &caps, &err)) == 0)
+            r = build_seccomp(c, caps, &err);
     }
     /* The mounts are checked now (host paths, devices) for an early error;
      * they are planned again at start. */
@@ -883,46 +939,6 @@ static size_t v1_hierarchies(char names[][64], char opts[][128], size_t max)
     }
     fclose(f);
     return n;
-}
-
-static int build_seccomp(struct container *c, uint64_t caps, err_t *err)
-{
-    struct cpriv *p = P(c);
-    if (p->seccomp_built)
-        return 0;
-    const Runtime__V1__LinuxContainerSecurityContext *sc = c->config->linux ? c->config->linux->security_context : NULL;
-    p->seccomp_built = true;
-    if (!sc || sc->privileged || !sc->seccomp ||
-        sc->seccomp->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined)
-        return 0;
-    if (sc->seccomp->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault)
-        return seccomp_build_default(caps, &p->seccomp, err);
-    const char *ref = sc->seccomp->localhost_ref ? sc->seccomp->localhost_ref : "";
-    if (ref[0] != '/')
-        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "seccomp profile \"%s\" is not an absolute path", ref);
-    _cleanup_free_ char *text = NULL;
-    size_t len;
-    int r = fs_read_file(ref, SECCOMP_PROFILE_MAX_SIZE, &text, &len, err);
-    if (r < 0)
-        return r;
-    r = seccomp_build_from_json(text, len, caps, &p->seccomp, err);
-    if (r < 0)
-        err_wrap(err, "seccomp profile %s", ref);
-    return r;
-}
-
-/* Capabilities of the container's process. */
-static int compute_caps(const struct container *c, uint64_t *out, err_t *err)
-{
-    const Runtime__V1__LinuxContainerSecurityContext *sc = c->config->linux ? c->config->linux->security_context : NULL;
-    if (sc && sc->privileged) {
-        *out = caps_all();
-        return 0;
-    }
-    const Runtime__V1__Capability *cap = sc ? sc->capabilities : NULL;
-    return caps_compute(caps_default(), cap ? (const char *const *)cap->add_capabilities : NULL,
-                        cap ? cap->n_add_capabilities : 0, cap ? (const char *const *)cap->drop_capabilities : NULL,
-                        cap ? cap->n_drop_capabilities : 0, out, err);
 }
 
 static int open_pty(int *master, int *slave, err_t *err)

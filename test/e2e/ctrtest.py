@@ -8,7 +8,7 @@ import uuid
 
 import api_pb2 as pb
 from conftest import BIN
-from registry import busybox_image, oci_layout_tar
+from registry import busybox_image, oci_layout_tar  # noqa: F401 (busybox_image for callers)
 
 IMAGE_NAME = "example.test/library/busybox:1"
 _IMAGE = None
@@ -36,9 +36,14 @@ def start(make_edgecri, subdir=None, config=""):
 
 
 def import_busybox(e):
-    tar = os.path.join(e.workdir, "busybox.tar")
+    import_image(e, image(), IMAGE_NAME)
+
+
+def import_image(e, img, name):
+    """Imports ``img`` (a registry.Image) under ``name`` with `edgecri import`."""
+    tar = os.path.join(e.workdir, name.replace("/", "_").replace(":", "_") + ".tar")
     if not os.path.exists(tar):
-        oci_layout_tar(image(), path=tar, image_name=IMAGE_NAME)
+        oci_layout_tar(img, path=tar, image_name=name)
     out = subprocess.run([BIN, "import", "--socket", e.socket, tar], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr + e.log()[-3000:]
 
@@ -56,8 +61,8 @@ def run_pod(e, cfg):
     return e.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=60).pod_sandbox_id
 
 
-def container_config(name, command=None, args=None, log_path=None, **kw):
-    return pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=IMAGE_NAME),
+def container_config(name, command=None, args=None, log_path=None, image=IMAGE_NAME, **kw):
+    return pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=image),
                               command=command or [], args=args or [], log_path=log_path or "", **kw)
 
 
@@ -84,7 +89,7 @@ def wait_state(e, cid, state, timeout=20):
 
 def run_to_exit(e, pod_id, pod_cfg, name, command, log_dir, **kw):
     """Creates and starts a container, waits for it to exit and returns
-    (status, log lines)."""
+    (id, status, log lines)."""
     cfg = container_config(name, command=command, log_path=f"{name}.log", **kw)
     cid = create(e, pod_id, pod_cfg, cfg)
     e.runtime().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
