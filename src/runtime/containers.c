@@ -42,7 +42,16 @@ struct waiter {
     void *data;
 };
 
+struct exit_ctx {
+    struct containers *s;
+    struct container *c;
+};
+
 struct cpriv {
+    struct exit_ctx exit_ctx;
+    /* The image's layers, bottom first, fixed at create: the root stays
+     * buildable (and its layers kept) even if the image is removed. */
+    char **chain_ids;
     struct persist_file *file;     /* container.json, rewritten at every change */
     struct persist_file *cfg_file; /* config.pb, written once at create */
     struct process_watch *watch;
@@ -187,14 +196,15 @@ static char *serialize(const struct container *c)
     }
     json_t *o = json_pack(
         "{s:i, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:s, s:s, s:I, s:I, s:s, "
-        "s:I, s:I, s:o, s:o, s:o, s:s, s:i, s:o}",
+        "s:I, s:I, s:o, s:o, s:o, s:s, s:i, s:o, s:o}",
         "version", 1, "id", c->id, "podId", c->pod_id, "name", c->name, "attempt", (json_int_t)c->attempt, "imageRef",
         c->image_ref, "logPath", c->log_path, "state", state_name(c->state), "createdAt", (json_int_t)c->created_at,
         "startedAt", (json_int_t)c->started_at, "finishedAt", (json_int_t)c->finished_at, "exitCode", c->exit_code,
         "reason", c->reason ? c->reason : "", "message", c->message ? c->message : "", "pid", (json_int_t)c->pid,
         "startTime", (json_int_t)c->start_time, "cgroupPath", c->cgroup_path ? c->cgroup_path : "", "uid",
         (json_int_t)c->uid, "gid", (json_int_t)c->gid, "groups", groups, "argv", strv_json(p->spec.argv), "env",
-        strv_json(p->spec.env), "cwd", p->spec.cwd ? p->spec.cwd : "/", "stopSignal", p->stop_signal, "resources", res);
+        strv_json(p->spec.env), "cwd", p->spec.cwd ? p->spec.cwd : "/", "stopSignal", p->stop_signal, "resources", res,
+        "chainIds", strv_json(p->chain_ids));
     char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return text;
@@ -235,6 +245,9 @@ static void container_free(struct container *c)
             close(p->stdin_fd);
         persist_file_free(p->file);
         persist_file_free(p->cfg_file);
+        for (size_t i = 0; p->chain_ids && p->chain_ids[i]; i++)
+            free(p->chain_ids[i]);
+        free(p->chain_ids);
         process_spec_free(&p->spec);
         if (p->resources)
             protobuf_c_message_free_unpacked(&p->resources->base, NULL);
@@ -408,34 +421,22 @@ static void exited(struct containers *s, struct container *c, const struct proce
     finish_waiters(c, NULL);
 }
 
-struct exit_ctx {
-    struct containers *s;
-    struct container *c;
-};
-
 static void on_exit_cb(void *data, const struct process_exit *e)
 {
     struct exit_ctx *x = data;
-    struct containers *s = x->s;
-    struct container *c = x->c;
-    free(x);
-    exited(s, c, e);
+    exited(x->s, x->c, e);
 }
 
+/* The watch's context lives in the container: nothing to free when the
+ * watch is stopped without an exit (shutdown with containers running). */
 static int watch(struct containers *s, struct container *c, int pidfd, bool is_child, err_t *err)
 {
-    struct exit_ctx *x = malloc(sizeof(*x));
-    if (!x) {
-        close(pidfd);
-        return err_sys(err, ENOMEM, "watching container %s", c->id);
-    }
+    struct exit_ctx *x = &P(c)->exit_ctx;
     x->s = s;
     x->c = c;
     P(c)->watch = process_watch_start(s->loop, pidfd, c->pid, is_child, on_exit_cb, x, err);
-    if (!P(c)->watch) {
-        free(x);
+    if (!P(c)->watch)
         return -ENOMEM;
-    }
     return 0;
 }
 
@@ -502,9 +503,11 @@ static void create_written(void *data, const err_t *err)
 static int mount_rootfs(struct containers *s, struct container *c, err_t *err)
 {
     struct cpriv *p = P(c);
-    const struct image_record *img = images_lookup(s->images, c->image_ref);
-    if (!img)
-        return err_set(err, ERR_NOT_FOUND, ENOENT, "the image %s of container %s is gone", c->image_ref, c->id);
+    size_t n_layers = 0;
+    while (p->chain_ids && p->chain_ids[n_layers])
+        n_layers++;
+    if (n_layers == 0)
+        return err_set(err, ERR_DATA_LOSS, EINVAL, "container %s has no image layers recorded", c->id);
     _cleanup_free_ char *upper = NULL, *work = NULL;
     if (asprintf(&upper, "%s/upper", p->dir) < 0 || asprintf(&work, "%s/work", p->dir) < 0)
         return err_sys(err, ENOMEM, "container %s", c->id);
@@ -515,15 +518,15 @@ static int mount_rootfs(struct containers *s, struct container *c, err_t *err)
         r = fs_mkdir_p(p->rootfs, 0755, err);
     if (r < 0)
         return r;
-    char **lowers = calloc(img->n_layers ? img->n_layers : 1, sizeof(char *));
+    char **lowers = calloc(n_layers, sizeof(char *));
     if (!lowers)
         return err_sys(err, ENOMEM, "container %s", c->id);
-    for (size_t i = 0; i < img->n_layers; i++)
-        if (!(lowers[i] = images_layer_path(s->images, img->chain_ids[i])))
+    for (size_t i = 0; i < n_layers; i++)
+        if (!(lowers[i] = images_layer_path(s->images, p->chain_ids[i])))
             r = err_sys(err, ENOMEM, "container %s", c->id);
     if (r == 0)
-        r = rootfs_mount((const char *const *)lowers, img->n_layers, s->empty_dir, upper, work, p->rootfs, err);
-    for (size_t i = 0; i < img->n_layers; i++)
+        r = rootfs_mount((const char *const *)lowers, n_layers, s->empty_dir, upper, work, p->rootfs, err);
+    for (size_t i = 0; i < n_layers; i++)
         free(lowers[i]);
     free(lowers);
     if (r == 0)
@@ -627,7 +630,7 @@ void containers_create(struct containers *s, const char *pod_id, const Runtime__
         return;
     }
     if (sc && sc->namespace_options && sc->namespace_options->pid == RUNTIME__V1__NAMESPACE_MODE__TARGET) {
-        if (!find_name(s, pod->id, "", 0) && !containers_find(s, sc->namespace_options->target_id)) {
+        if (!containers_find(s, sc->namespace_options->target_id)) {
             err_set(&err, ERR_NOT_FOUND, ENOENT,
                     "CreateContainer %s: target container %s for the PID namespace not found", name,
                     sc->namespace_options->target_id ? sc->namespace_options->target_id : "");
@@ -652,6 +655,9 @@ void containers_create(struct containers *s, const char *pod_id, const Runtime__
     c->name = strdup(name);
     c->attempt = cfg->metadata->attempt;
     c->image_ref = strdup(img->id);
+    p->chain_ids = calloc(img->n_layers + 1, sizeof(char *));
+    for (size_t i = 0; p->chain_ids && i < img->n_layers; i++)
+        p->chain_ids[i] = strdup(img->chain_ids[i]);
     c->state = CONTAINER_CREATED;
     c->created_at = time_now_ns();
     c->reason = strdup("");
@@ -1344,6 +1350,24 @@ static void remove_done(void *data, int status)
     free(x);
 }
 
+/* Runs once both record files are idle (checked one after the other). */
+static void remove_when_idle(void *data, const err_t *unused)
+{
+    (void)unused;
+    struct remove_ctx *x = data;
+    struct cpriv *p = P(x->c);
+    if (persist_file_busy(p->file) && persist_file_when_idle(p->file, remove_when_idle, x) == 0)
+        return;
+    if (p->cfg_file && persist_file_busy(p->cfg_file) && persist_file_when_idle(p->cfg_file, remove_when_idle, x) == 0)
+        return;
+    /* The directories can be large (the writable layer): in the pool. */
+    if (images_queue_work(x->s->images, remove_work, remove_done, x) < 0) {
+        remove_work(x);
+        x->s->ops++;
+        remove_done(x, 0);
+    }
+}
+
 static void remove_now(struct remove_ctx *x)
 {
     struct container *c = x->c;
@@ -1355,12 +1379,8 @@ static void remove_now(struct remove_ctx *x)
         logpump_finish(P(c)->pump);
         P(c)->pump = NULL;
     }
-    /* The directories can be large (the writable layer): in the pool. */
-    if (images_queue_work(x->s->images, remove_work, remove_done, x) < 0) {
-        remove_work(x);
-        x->s->ops++;
-        remove_done(x, 0);
-    }
+    /* The record's writes must be over before its directory goes. */
+    remove_when_idle(x, NULL);
 }
 
 static void remove_after_exit(void *data, struct container *c, const err_t *err)
@@ -1961,9 +1981,9 @@ bool containers_use_layer(void *sv, const char *chain_id)
     list_for_each_safe(pos, tmp, &s->list)
     {
         struct container *c = list_entry(pos, struct container, link);
-        const struct image_record *img = images_lookup(s->images, c->image_ref);
-        for (size_t i = 0; img && i < img->n_layers; i++)
-            if (strcmp(img->chain_ids[i], chain_id) == 0)
+        char **ids = P(c)->chain_ids;
+        for (size_t i = 0; ids && ids[i]; i++)
+            if (strcmp(ids[i], chain_id) == 0)
                 return true;
     }
     return false;
@@ -2034,6 +2054,9 @@ static struct container *load_one(struct containers *s, const char *id, err_t *e
     c->name = strdup(name);
     c->attempt = (uint32_t)attempt;
     c->image_ref = strdup(image);
+    json_t *chains = json_object_get(o, "chainIds");
+    if (json_is_array(chains))
+        p->chain_ids = strv_from(chains);
     c->log_path = strdup(logp);
     c->state = !strcmp(state, "created")   ? CONTAINER_CREATED
                : !strcmp(state, "running") ? CONTAINER_RUNNING

@@ -30,6 +30,9 @@ struct persist_file {
     size_t next_len;
     bool has_next;
     struct waiter *next_waiters;
+
+    /* Called once nothing is written or queued any more. */
+    struct waiter *idle_waiters;
 };
 
 struct persist_file *persist_file_new(const char *path, mode_t mode)
@@ -58,6 +61,7 @@ void persist_file_free(struct persist_file *pf)
         return;
     free_waiters(pf->writing_waiters);
     free_waiters(pf->next_waiters);
+    free_waiters(pf->idle_waiters);
     free(pf->writing);
     free(pf->next);
     free(pf->path);
@@ -113,6 +117,14 @@ static void write_done(void *data, int status)
     err_move(&result, &pf->write_err);
     if (pf->has_next)
         start_write(pf);
+    /* Idle waiters are taken now: a waiter may free the file, so nothing
+     * below touches pf. They check again for themselves if they care about
+     * writes queued by the waiters before them. */
+    struct waiter *idle = NULL;
+    if (!persist_file_busy(pf)) {
+        idle = reverse(pf->idle_waiters);
+        pf->idle_waiters = NULL;
+    }
     while (w) {
         struct waiter *n = w->next;
         if (w->done)
@@ -121,6 +133,28 @@ static void write_done(void *data, int status)
         w = n;
     }
     err_clear(&result);
+    while (idle) {
+        struct waiter *n = idle->next;
+        idle->done(idle->data, NULL);
+        free(idle);
+        idle = n;
+    }
+}
+
+int persist_file_when_idle(struct persist_file *pf, persist_done_fn fn, void *data)
+{
+    if (!persist_file_busy(pf)) {
+        fn(data, NULL);
+        return 0;
+    }
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->done = fn;
+    w->data = data;
+    w->next = pf->idle_waiters;
+    pf->idle_waiters = w;
+    return 0;
 }
 
 static void start_write(struct persist_file *pf)

@@ -27,4 +27,11 @@ void persist_file_write(struct persist_file *pf, const void *data, size_t len, p
 
 bool persist_file_busy(const struct persist_file *pf);
 
+/* Calls fn (err NULL) once no write is running or queued: now if idle, else
+ * on the loop after the last write's waiters (which may have queued another
+ * write: fn checks persist_file_busy again if that matters). For deleting
+ * what the file lives in without racing a write. -ENOMEM if it cannot
+ * wait. fn may free the file. */
+int persist_file_when_idle(struct persist_file *pf, persist_done_fn fn, void *data);
+
 const char *persist_file_path(const struct persist_file *pf);

@@ -48,6 +48,15 @@ def import_image(e, img, name):
     assert out.returncode == 0, out.stderr + e.log()[-3000:]
 
 
+def rt(e):
+    """One RuntimeService stub per daemon process: every e.runtime() opens a
+    connection, which the leak tests would count as the daemon's fds."""
+    if getattr(e, "_ctr_rt_proc", None) is not e.proc:
+        e._ctr_rt = e.runtime()
+        e._ctr_rt_proc = e.proc
+    return e._ctr_rt
+
+
 def pod_config(name=None, log_dir=None, host_network=True, pid=None, **kw):
     name = name or "p-" + uuid.uuid4().hex[:8]
     md = pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="default", attempt=0)
@@ -58,7 +67,7 @@ def pod_config(name=None, log_dir=None, host_network=True, pid=None, **kw):
 
 
 def run_pod(e, cfg):
-    return e.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=60).pod_sandbox_id
+    return rt(e).RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=60).pod_sandbox_id
 
 
 def container_config(name, command=None, args=None, log_path=None, image=IMAGE_NAME, **kw):
@@ -67,13 +76,13 @@ def container_config(name, command=None, args=None, log_path=None, image=IMAGE_N
 
 
 def create(e, pod_id, pod_cfg, cfg):
-    return e.runtime().CreateContainer(
+    return rt(e).CreateContainer(
         pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg, sandbox_config=pod_cfg),
         timeout=60).container_id
 
 
 def status(e, cid, verbose=False):
-    return e.runtime().ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=verbose),
+    return rt(e).ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=verbose),
                                        timeout=10).status
 
 
@@ -92,7 +101,7 @@ def run_to_exit(e, pod_id, pod_cfg, name, command, log_dir, **kw):
     (id, status, log lines)."""
     cfg = container_config(name, command=command, log_path=f"{name}.log", **kw)
     cid = create(e, pod_id, pod_cfg, cfg)
-    e.runtime().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
+    rt(e).StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
     st = wait_state(e, cid, pb.CONTAINER_EXITED)
     return cid, st, read_log(os.path.join(log_dir, f"{name}.log"))
 

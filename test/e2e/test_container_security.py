@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 import api_pb2 as pb
-from ctrtest import (container_config, create, import_image, log_text, pod_config, run_pod, run_to_exit, start,
+from ctrtest import (rt, container_config, create, import_image, log_text, pod_config, run_pod, run_to_exit, start,
                      status, wait_state)
 from registry import File, Layer, busybox_image
 
@@ -49,7 +49,7 @@ def env(make_edgecri, workdir, probe_binary):
     pod_id = run_pod(e, cfg)
     yield e, pod_id, cfg, log_dir
     if e.proc is not None:
-        e.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
 
 
 def run(env, name, command, **kw):
@@ -194,7 +194,6 @@ def test_masked_and_readonly_paths(env):
 
 
 def test_privileged(env):
-    e = env[0]
     script = "probe unshare keyctl mount; grep CapEff /proc/self/status; ls /dev | wc -l"
     _, out, _ = run(env, "priv", ["sh", "-c", script], linux=security(privileged=True))
     assert "unshare: ok 0" in out and out[1].startswith("keyctl: ok") and "mount: ok 0" in out
@@ -228,7 +227,7 @@ def test_bind_mounts(env, workdir):
                     mounts=mounts)
     assert out == ["from-host", "ro"]
     assert open(os.path.join(src, "g")).read() == "new\n"
-    st = status(env[0], env[0].runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers[0].id)
+    st = status(env[0], rt(env[0]).ListContainers(pb.ListContainersRequest(), timeout=10).containers[0].id)
     assert [m.container_path for m in st.mounts] == ["/data", "/ro"]
 
 
@@ -253,7 +252,7 @@ def test_host_to_container_propagation(env, workdir):
                                 mounts=[pb.Mount(container_path="/data", host_path=src,
                                                  propagation=pb.PROPAGATION_HOST_TO_CONTAINER)])
         cid = create(e, pod_id, cfg, ccfg)
-        e.runtime().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
+        rt(e).StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
         wait_state(e, cid, pb.CONTAINER_RUNNING)
         os.makedirs(os.path.join(src, "sub"))
         subprocess.run(["mount", "-t", "tmpfs", "tmpfs", os.path.join(src, "sub")], check=True)

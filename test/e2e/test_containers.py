@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 import api_pb2 as pb
-from ctrtest import (IMAGE_NAME, container_config, create, log_text, pod_config, read_log, run_pod, run_to_exit,
+from ctrtest import (rt, IMAGE_NAME, container_config, create, log_text, pod_config, read_log, run_pod, run_to_exit,
                      start, status, wait_state)
 
 
@@ -29,9 +29,8 @@ def pod(daemon, workdir):
     pid = run_pod(daemon, cfg)
     yield pid, cfg, log_dir
     if daemon.proc is not None:
-        rt = daemon.runtime()
-        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
-        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+        rt(daemon).StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+        rt(daemon).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
 
 
 def test_run_to_completion_with_logs_and_exit_code(daemon, pod):
@@ -89,30 +88,30 @@ def test_long_running_stop_and_remove(daemon, pod):
                             log_path="sleeper.log")
     cid = create(daemon, pid, cfg, ccfg)
     assert status(daemon, cid).state == pb.CONTAINER_CREATED
-    daemon.runtime().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
+    rt(daemon).StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
     st = wait_state(daemon, cid, pb.CONTAINER_RUNNING)
-    info = json.loads(daemon.runtime().ContainerStatus(
+    info = json.loads(rt(daemon).ContainerStatus(
         pb.ContainerStatusRequest(container_id=cid, verbose=True), timeout=10).info["info"])
     proc_pid = info["pid"]
     assert proc_pid > 0 and os.path.exists(f"/proc/{proc_pid}")
     deadline = time.monotonic() + 10
     while "ready" not in log_text(read_log(os.path.join(log_dir, "sleeper.log"))) and time.monotonic() < deadline:
         time.sleep(0.05)
-    listed = daemon.runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers
+    listed = rt(daemon).ListContainers(pb.ListContainersRequest(), timeout=10).containers
     assert [c.id for c in listed] == [cid]
     assert listed[0].state == pb.CONTAINER_RUNNING and listed[0].pod_sandbox_id == pid
-    daemon.runtime().StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=30)
+    rt(daemon).StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=30)
     st = status(daemon, cid)
     assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0
     assert "got-term" in log_text(read_log(os.path.join(log_dir, "sleeper.log")))
     # Stop again: nothing to do, still fine.
-    daemon.runtime().StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=30)
-    daemon.runtime().RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=30)
+    rt(daemon).StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=30)
+    rt(daemon).RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=30)
     with pytest.raises(grpc.RpcError) as e:
         status(daemon, cid)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     # Removing again succeeds (kubelet retries).
-    daemon.runtime().RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=30)
+    rt(daemon).RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=30)
 
 
 def test_stop_timeout_kills(daemon, pod):
@@ -120,13 +119,13 @@ def test_stop_timeout_kills(daemon, pod):
     ccfg = container_config("stubborn", command=["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"],
                             log_path="stubborn.log")
     cid = create(daemon, pid, cfg, ccfg)
-    daemon.runtime().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
+    rt(daemon).StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
     wait_state(daemon, cid, pb.CONTAINER_RUNNING)
     deadline = time.monotonic() + 10
     while "ready" not in log_text(read_log(os.path.join(log_dir, "stubborn.log"))) and time.monotonic() < deadline:
         time.sleep(0.05)
     t0 = time.monotonic()
-    daemon.runtime().StopContainer(pb.StopContainerRequest(container_id=cid, timeout=1), timeout=30)
+    rt(daemon).StopContainer(pb.StopContainerRequest(container_id=cid, timeout=1), timeout=30)
     assert time.monotonic() - t0 >= 0.9
     st = status(daemon, cid)
     assert st.state == pb.CONTAINER_EXITED and st.exit_code == 128 + signal.SIGKILL
@@ -137,31 +136,30 @@ def test_exec_sync(daemon, pod):
     ccfg = container_config("svc", command=["sleep", "1000"], log_path="svc.log",
                             envs=[pb.KeyValue(key="GREETING", value=b"hi")])
     cid = create(daemon, pid, cfg, ccfg)
-    daemon.runtime().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
+    rt(daemon).StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
     wait_state(daemon, cid, pb.CONTAINER_RUNNING)
-    r = daemon.runtime().ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo $GREETING; echo e >&2; exit 5"]),
+    r = rt(daemon).ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo $GREETING; echo e >&2; exit 5"]),
                                   timeout=30)
     assert (r.stdout, r.stderr, r.exit_code) == (b"hi\n", b"e\n", 5), daemon.log()[-3000:]
     with pytest.raises(grpc.RpcError) as e:
-        daemon.runtime().ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sleep", "10"], timeout=1), timeout=30)
+        rt(daemon).ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sleep", "10"], timeout=1), timeout=30)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    daemon.runtime().StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0), timeout=30)
+    rt(daemon).StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0), timeout=30)
     with pytest.raises(grpc.RpcError) as e:
-        daemon.runtime().ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["true"]), timeout=30)
+        rt(daemon).ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["true"]), timeout=30)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_create_errors(daemon, pod):
     pid, cfg, log_dir = pod
-    rt = daemon.runtime()
     with pytest.raises(grpc.RpcError) as e:
-        rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id="nope", config=container_config("x"),
+        rt(daemon).CreateContainer(pb.CreateContainerRequest(pod_sandbox_id="nope", config=container_config("x"),
                                                      sandbox_config=cfg), timeout=30)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     bad = container_config("x")
     bad.image.image = "example.test/not/there:1"
     with pytest.raises(grpc.RpcError) as e:
-        rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pid, config=bad, sandbox_config=cfg),
+        rt(daemon).CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pid, config=bad, sandbox_config=cfg),
                            timeout=30)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "not/there" in e.value.details()
     create(daemon, pid, cfg, container_config("dup"))
