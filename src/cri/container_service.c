@@ -478,3 +478,15 @@ void cri_exec_sync(struct grpc_call *call, const ProtobufCMessage *request)
     containers_exec_sync(containers_of(call), req->container_id, req->cmd, req->n_cmd, req->timeout,
                          EXEC_SYNC_MAX_OUTPUT / 2, exec_synced, x);
 }
+
+/* --- CheckpointContainer ----------------------------------------------------------------- */
+
+void cri_checkpoint_container(struct grpc_call *call, const ProtobufCMessage *request)
+{
+    (void)request;
+    /* An answer with the reason, not a generic "unimplemented": kubelet's
+     * checkpoint API passes it on to the user. */
+    grpc_call_fail(call, ERR_UNIMPLEMENTED,
+                   "CheckpointContainer: not supported by edgecri: checkpointing a container needs CRIU, which "
+                   "edgecri does not integrate");
+}

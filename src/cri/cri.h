@@ -54,6 +54,7 @@ void cri_stream_containers(struct grpc_call *call, const ProtobufCMessage *reque
 void cri_update_container_resources(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_reopen_container_log(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_exec_sync(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_checkpoint_container(struct grpc_call *call, const ProtobufCMessage *request);
 /* The containers' event hook (data: the daemon): publishes to
  * GetContainerEvents subscribers. */
 void cri_container_event(void *data, enum container_event ev, const struct container *c);

@@ -47,7 +47,7 @@ static struct grpc_method methods[] = {
     RPC(RS, "StreamPodSandboxStats", true, false, NULL),
     RPC(RS, "UpdateRuntimeConfig", false, false, cri_update_runtime_config),
     RPC(RS, "Status", false, false, cri_status),
-    RPC(RS, "CheckpointContainer", false, false, NULL),
+    RPC(RS, "CheckpointContainer", false, false, cri_checkpoint_container),
     RPC(RS, "GetContainerEvents", true, true, cri_get_container_events),
     RPC(RS, "ListMetricDescriptors", false, false, NULL),
     RPC(RS, "ListPodSandboxMetrics", false, false, NULL),
