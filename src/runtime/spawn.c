@@ -177,8 +177,54 @@ static int open_in_root(int rootfd, const char *path, int flags)
     return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
 }
 
+/* Appends src to dst (of capacity cap) at *len; false when it does not fit. */
+static bool child_append(char *dst, size_t cap, size_t *len, const char *src)
+{
+    size_t n = child_strlen(src);
+    if (*len + n + 1 > cap)
+        return false;
+    for (size_t k = 0; k < n; k++)
+        dst[(*len)++] = src[k];
+    dst[*len] = '\0';
+    return true;
+}
+
+static int ensure_path_at(int rootfd, const char *path, bool file, mode_t mode, int depth);
+
+/* The component `name` (in `parent`, reached by the root-relative `prefix`)
+ * is a symlink to nothing yet: create what it points to, then the rest of
+ * the path. RESOLVE_IN_ROOT keeps every step inside the root, however the
+ * image's link is written ("/../../etc" is the root's /etc). */
+static int ensure_through_link(int rootfd, int parent, const char *prefix, const char *name, const char *rest,
+                               bool file, mode_t mode, int depth)
+{
+    char link[4096], next[4096];
+    ssize_t n = readlinkat(parent, name, link, sizeof(link) - 1);
+    if (n <= 0)
+        return -ENOENT;
+    if (depth >= 40)
+        return -ELOOP;
+    link[n] = '\0';
+    size_t len = 0;
+    next[0] = '\0';
+    bool ok = true;
+    if (link[0] != '/')
+        ok = child_append(next, sizeof(next), &len, prefix) && child_append(next, sizeof(next), &len, "/");
+    ok = ok && child_append(next, sizeof(next), &len, link);
+    if (ok && *rest)
+        ok = child_append(next, sizeof(next), &len, "/") && child_append(next, sizeof(next), &len, rest);
+    if (!ok)
+        return -ENAMETOOLONG;
+    return ensure_path_at(rootfd, next, file, mode, depth + 1);
+}
+
 /* mkdir -p inside the root; a final file is created when `file`. */
 static int ensure_path(int rootfd, const char *path, bool file, mode_t mode)
+{
+    return ensure_path_at(rootfd, path, file, mode, 0);
+}
+
+static int ensure_path_at(int rootfd, const char *path, bool file, mode_t mode, int depth)
 {
     char buf[4096];
     size_t len = child_strlen(path);
@@ -205,6 +251,23 @@ static int ensure_path(int rootfd, const char *path, bool file, mode_t mode)
         int fd = open_in_root(rootfd, buf, O_PATH);
         if (fd < 0 && errno == ENOENT) {
             const char *name = buf + start;
+            char link[2];
+            if (readlinkat(parent, name, link, sizeof(link)) > 0) {
+                /* A dangling symlink (of a hostile or sloppy image). */
+                char comp[256];
+                if (i - start >= sizeof(comp)) {
+                    close(parent);
+                    return -ENAMETOOLONG;
+                }
+                child_copy(comp, sizeof(comp), name);
+                buf[start] = '\0';
+                const char *rest = path + i;
+                while (*rest == '/')
+                    rest++;
+                int r = ensure_through_link(rootfd, parent, buf, comp, rest, file, mode, depth);
+                close(parent);
+                return r;
+            }
             if (last && file) {
                 int f = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
                 if (f < 0 && errno != EEXIST) {
