@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -392,6 +393,78 @@ static int sysctl_path(const struct pod *pod, const char *name, char *out, size_
     return 0;
 }
 
+/* --- bandwidth ------------------------------------------------------------------ */
+
+/* A Kubernetes quantity ("10M", "1.5Gi", "500k", "2e6") as a whole number;
+ * false for anything else. */
+static bool parse_quantity(const char *s, double *out)
+{
+    static const struct {
+        const char *suffix;
+        double factor;
+    } suffixes[] = {{"Ki", 1024.0},
+                    {"Mi", 1048576.0},
+                    {"Gi", 1073741824.0},
+                    {"Ti", 1099511627776.0},
+                    {"Pi", 1125899906842624.0},
+                    {"Ei", 1152921504606846976.0},
+                    {"k", 1e3},
+                    {"M", 1e6},
+                    {"G", 1e9},
+                    {"T", 1e12},
+                    {"P", 1e15},
+                    {"E", 1e18},
+                    {"m", 1e-3},
+                    {"", 1.0}};
+    if (!s || !*s || strlen(s) > 64 || !strchr("0123456789.", s[0]))
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++)
+        if (strcmp(end, suffixes[i].suffix) == 0) {
+            *out = v * suffixes[i].factor;
+            return true;
+        }
+    return false;
+}
+
+/* kubelet's traffic shaping annotations, for CNI's bandwidth capability,
+ * read the way containerd reads them: a rate in bits per second and, as
+ * there is no annotation for it, a burst that does not limit. kubelet's
+ * bounds apply (1 kbit/s to 1 Pbit/s). */
+static int bandwidth_of(const struct pod *pod, struct cni_bandwidth *bw, bool *has, err_t *err)
+{
+    static const char *const keys[2] = {"kubernetes.io/ingress-bandwidth", "kubernetes.io/egress-bandwidth"};
+    *has = false;
+    memset(bw, 0, sizeof(*bw));
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_object_get(pod->annotations, keys[i]);
+        if (!a)
+            continue;
+        double v;
+        if (!parse_quantity(json_string_value(a), &v) || v < 1e3 || v > 1e15)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "annotation %s: \"%s\" is not a bandwidth between 1k and 1P (bits per second)", keys[i],
+                           json_string_value(a));
+        if (pod->net_mode != NS_MODE_POD)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "annotation %s: a pod on the host network cannot be shaped", keys[i]);
+        uint64_t rate = (uint64_t)v;
+        if (i == 0) {
+            bw->ingress_rate = rate;
+            bw->ingress_burst = UINT32_MAX;
+        } else {
+            bw->egress_rate = rate;
+            bw->egress_burst = UINT32_MAX;
+        }
+        *has = true;
+    }
+    return 0;
+}
+
 /* --- teardown -------------------------------------------------------------------- */
 
 static void unmount_file(const char *path)
@@ -556,6 +629,8 @@ struct run_ctx {
     size_t n_sysctls;
     struct cni_port_mapping *ports;
     size_t n_ports;
+    struct cni_bandwidth bandwidth;
+    bool has_bandwidth;
     err_t err; /* why it failed, answered once everything is undone */
 };
 
@@ -762,6 +837,8 @@ static void run_network(struct run_ctx *c)
     }
     struct cni_request req;
     cni_request_of(pod, &req, c->ports, c->n_ports);
+    if (c->has_bandwidth)
+        req.bandwidth = &c->bandwidth;
     err_t err = ERR_INIT;
     if (cni_add(c->p->cni, &req, run_network_done, c, &err) < 0) {
         err_wrap(&err, "setting up the pod network");
@@ -820,6 +897,32 @@ static void run_init_started(void *data, struct spawn_child *child, const err_t 
     run_network(c);
 }
 
+/* containerd's restrict_oom_score_adj: going below our own oom_score_adj
+ * takes CAP_SYS_RESOURCE, which root does not always have (containers,
+ * some VMs); without it the init keeps ours rather than failing to start. */
+static int init_oom_score_adj(int want, bool *set)
+{
+    int own = 0;
+    unsigned long long eff = 0;
+    char line[256];
+    FILE *f = fopen("/proc/self/oom_score_adj", "re");
+    if (f) {
+        if (fscanf(f, "%d", &own) != 1)
+            own = 0;
+        fclose(f);
+    }
+    f = fopen("/proc/self/status", "re");
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "CapEff: %llx", &eff) == 1)
+            break;
+    if (f)
+        fclose(f);
+    bool may_lower = eff & (1ULL << CAP_SYS_RESOURCE);
+    int v = want < own && !may_lower ? own : want;
+    *set = v != own;
+    return v;
+}
+
 static void run_init(struct run_ctx *c)
 {
     struct pod *pod = c->pod;
@@ -842,17 +945,7 @@ static void run_init(struct run_ctx *c)
         .set_oom_score_adj = true,
         .oom_score_adj = -998,
     };
-    /* Only lower oom_score_adj than ours with CAP_SYS_RESOURCE (not there
-     * on every node): the spawn would fail, so keep ours then. */
-    int own = 0;
-    FILE *f = fopen("/proc/self/oom_score_adj", "re");
-    if (f) {
-        if (fscanf(f, "%d", &own) != 1)
-            own = 0;
-        fclose(f);
-    }
-    if (own > plan.oom_score_adj)
-        plan.set_oom_score_adj = false;
+    plan.oom_score_adj = init_oom_score_adj(plan.oom_score_adj, &plan.set_oom_score_adj);
     err_t err = ERR_INIT;
     int fd = cgroup_open_v2(c->p->cgroups, pod->cgroup_path, NULL);
     if (fd >= 0)
@@ -1090,6 +1183,12 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
                                                pm->host_ip ? pm->host_ip : ""));
     }
     c->n_ports = cfg->n_port_mappings;
+    if (bandwidth_of(pod, &c->bandwidth, &c->has_bandwidth, &err) < 0) {
+        json_decref(ports);
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
     json_t *sysctls = json_object();
     if (lx && lx->n_sysctls) {
         c->sysctl_paths = calloc(lx->n_sysctls, sizeof(char *));
@@ -1627,6 +1726,7 @@ static void recover(struct pods *p, struct pod *pod)
 struct sweep {
     struct pods *p;
     char id[65];
+    char *dir; /* <state>/pods/<id> */
     char *cgroup;
 };
 
@@ -1638,6 +1738,7 @@ static void sweep_done(void *data, const err_t *err)
     else
         log_info("pod %s: removed what a crash left of it", w->id);
     w->p->ops_running--;
+    free(w->dir);
     free(w->cgroup);
     free(w);
 }
@@ -1645,9 +1746,15 @@ static void sweep_done(void *data, const err_t *err)
 static void sweep_network_done(void *data, const struct cni_result *res, const err_t *err)
 {
     (void)res;
+    static const char *const mounts[] = {"ns/net", "ns/ipc", "ns/uts", "shm"};
     struct sweep *w = data;
     if (err)
         log_warn("pod %s (left by a crash): tearing the network down: %s", w->id, err->msg);
+    for (size_t i = 0; i < ARRAY_SIZE(mounts); i++) {
+        _cleanup_free_ char *m = path_join(w->dir, mounts[i]);
+        unmount_file(m);
+    }
+    fs_remove_tree(w->dir, NULL);
     if (w->cgroup) {
         destroy_cgroup_async(w->p, w->cgroup, sweep_done, w);
         return;
@@ -1657,35 +1764,27 @@ static void sweep_network_done(void *data, const struct cni_result *res, const e
 
 static void sweep_orphan(struct pods *p, const char *id)
 {
-    static const char *const mounts[] = {"ns/net", "ns/ipc", "ns/uts", "shm"};
-    _cleanup_free_ char *dir = NULL;
-    if (asprintf(&dir, "%s/pods/%s", p->state, id) < 0)
-        return;
     log_warn("pod %s has no record (edgecri stopped while making or removing it); removing what is left", id);
     struct sweep *w = calloc(1, sizeof(*w));
-    if (!w)
+    if (!w || asprintf(&w->dir, "%s/pods/%s", p->state, id) < 0) {
+        free(w);
         return;
+    }
     w->p = p;
     snprintf(w->id, sizeof(w->id), "%s", id);
     if (cgroup_pod_path(p->cgroups, NULL, id, &w->cgroup, NULL) < 0)
         w->cgroup = NULL;
     p->ops_running++;
-    /* DEL while the namespace is still mounted, so the plugins find it. */
-    _cleanup_free_ char *netns = path_join(dir, "ns/net");
+    /* DEL while the namespace is still mounted, so the plugins find the
+     * veth; the mounts go after it. */
+    _cleanup_free_ char *netns = path_join(w->dir, "ns/net");
     struct cni_request req = {.container_id = id, .netns = is_nsfs(netns) ? netns : NULL, .ifname = "eth0"};
     err_t e = ERR_INIT;
-    int r = cni_del(p->cni, &req, sweep_network_done, w, &e);
-    if (r < 0) {
+    if (cni_del(p->cni, &req, sweep_network_done, w, &e) < 0) {
         log_warn("pod %s (left by a crash): %s", id, e.msg);
         err_clear(&e);
-    }
-    for (size_t i = 0; i < ARRAY_SIZE(mounts); i++) {
-        _cleanup_free_ char *m = path_join(dir, mounts[i]);
-        unmount_file(m);
-    }
-    fs_remove_tree(dir, NULL);
-    if (r < 0)
         sweep_network_done(w, NULL, NULL);
+    }
 }
 
 static bool known_pod(struct pods *p, const char *id)

@@ -273,9 +273,9 @@ def in_netns(path, fn, *args):
     return out["v"]
 
 
-def tcp_listener(netns_path, port, host="0.0.0.0"):
+def tcp_listener(netns_path, port, host="0.0.0.0", family=socket.AF_INET):
     def make():
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, port))
         s.listen(4)

@@ -228,6 +228,73 @@ def test_host_network_pod(env):
     assert_pod_gone(env, pod_id)
 
 
+def test_host_ipc_and_pid(env):
+    env.start()
+    daemon = env.e.proc.pid
+    pod_id = env.run(pod_config("hostipc", ipc=pb.NODE, pid=pb.NODE))
+    st, info = env.status(pod_id, verbose=True)
+    assert ready(st) and st.network.ip
+    opts = st.linux.namespaces.options
+    assert (opts.network, opts.ipc, opts.pid) == (pb.POD, pb.NODE, pb.NODE)
+    assert info["initPid"] == 0 and children_of(daemon) == []
+    # No IPC namespace and no /dev/shm of its own: the node's.
+    assert nsfs_mounts(env, pod_id) == sorted([os.path.join(pod_dir(env, pod_id), "ns", "net"),
+                                               os.path.join(pod_dir(env, pod_id), "ns", "uts")])
+    assert not os.path.exists(os.path.join(pod_dir(env, pod_id), "ns", "ipc"))
+    # IPC sysctls would change the node.
+    code, msg = grpc_code(env.run, pod_config("ipc-sysctl", ipc=pb.NODE, sysctls={"kernel.shm_rmid_forced": "1"}))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "kernel.shm_rmid_forced" in msg, (code, msg)
+    env.remove(pod_id)
+    assert_pod_gone(env, pod_id)
+
+
+def test_dual_stack_built_in_network(env):
+    env.start("network:\n  pod_cidr: 10.88.0.0/16,fd00:88::/64\n")
+    a = env.run(pod_config("a", hostname="a-host"))
+    b = env.run(pod_config("b"))
+    st = env.status(a)[0]
+    v4 = ipaddress.ip_address(st.network.ip)
+    assert v4 in POD_CIDR
+    assert [ip.ip for ip in st.network.additional_ips] != []
+    v6 = ipaddress.ip_address(st.network.additional_ips[0].ip)
+    assert v6.version == 6 and v6 in ipaddress.ip_network("fd00:88::/64")
+    addrs = json.loads(in_pod(env.netns_path(a), "ip", "-j", "addr", "show", "eth0").stdout)[0]["addr_info"]
+    assert {str(v4), str(v6)} <= {x["local"] for x in addrs}
+    hosts = file_text(os.path.join(pod_dir(env, a), "hosts")).splitlines()
+    assert f"{v4}\ta-host" in hosts and f"{v6}\ta-host" in hosts
+    b6 = env.status(b)[0].network.additional_ips[0].ip
+    listener = tcp_listener(env.netns_path(b), 7000, host="::", family=socket.AF_INET6)
+    with listener, tcp_connect(env.netns_path(a), b6, 7000) as client:
+        got, _, peer = roundtrip(listener, client)
+    assert got == b"hello pod" and ipaddress.ip_address(peer[0]) == v6
+    for p in (a, b):
+        env.remove(p)
+    assert ipam_files(env.root) == []
+
+
+def test_bandwidth_annotations(env):
+    with open(os.path.join(env.conf_dir, "10-shaped.conflist"), "w") as f:
+        json.dump({"cniVersion": "1.0.0", "name": "shaped", "plugins": [
+            {"type": "bridge", "bridge": "ecbw0", "isGateway": True,
+             "ipam": {"type": "host-local", "subnet": "10.69.0.0/24",
+                      "dataDir": os.path.join(env.workdir, "ipam")}},
+            {"type": "bandwidth", "capabilities": {"bandwidth": True}}]}, f)
+    env.start()
+    pod_id = env.run(pod_config("shaped", annotations={"kubernetes.io/ingress-bandwidth": "10M",
+                                                       "kubernetes.io/egress-bandwidth": "1Mi"}))
+    qdiscs = json.loads(env.netns.run("tc", "-j", "qdisc", "show").stdout)
+    rates = sorted(q["options"]["rate"] for q in qdiscs if q.get("kind") == "tbf")
+    # tc reports bytes per second: 10 Mbit/s and 1 Mibit/s.
+    assert rates == sorted([10_000_000 // 8, 1_048_576 // 8]), qdiscs
+    env.remove(pod_id)
+    assert [q for q in json.loads(env.netns.run("tc", "-j", "qdisc", "show").stdout) if q.get("kind") == "tbf"] == []
+    for bad in ("lots", "10", "2P"):
+        code, msg = grpc_code(env.run, pod_config("bad", annotations={"kubernetes.io/ingress-bandwidth": bad}))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, msg)
+        assert "kubernetes.io/ingress-bandwidth" in msg and f'"{bad}"' in msg, msg
+    assert env.list() == []
+
+
 # -- 5. sysctls -----------------------------------------------------------------------
 
 def test_namespaced_sysctls_applied_inside_others_refused(env):
@@ -277,6 +344,13 @@ def test_shared_pid_namespace_init(env):
     nspid = [line for line in file_text(f"/proc/{init}/status").splitlines() if line.startswith("NSpid:")][0]
     assert nspid.split()[-1] == "1"
     assert f"/edgecri/{pod_id}" in file_text(f"/proc/{init}/cgroup")
+    # containerd's pause gets -998; lower than edgecri's own only with
+    # CAP_SYS_RESOURCE (root on this machine has none: then it keeps ours).
+    own = int(file_text(f"/proc/{daemon}/oom_score_adj"))
+    capeff = int([line for line in file_text(f"/proc/{daemon}/status").splitlines()
+                  if line.startswith("CapEff:")][0].split()[1], 16)
+    want = -998 if capeff & (1 << 24) else max(own, -998)
+    assert int(file_text(f"/proc/{init}/oom_score_adj")) == want
     # It shares the pod's other namespaces' lifetime: gone, and reaped, once
     # StopPodSandbox returns.
     env.stop(pod_id)
