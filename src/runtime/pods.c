@@ -537,7 +537,8 @@ static int call_later(struct pods *p, uint64_t ms, void (*fn)(void *), void *dat
  * is only read there, and outlives the job (shutdown waits for pods_busy). */
 struct cgroup_job {
     struct cgroup_manager *m;
-    char *path;
+    char *paths[2];
+    size_t n;
     err_t err;
     void (*done)(void *data, const err_t *err);
     void *data;
@@ -546,36 +547,71 @@ struct cgroup_job {
 static void cgroup_job_work(void *data)
 {
     struct cgroup_job *j = data;
-    cgroup_destroy(j->m, j->path, &j->err);
+    for (size_t i = 0; i < j->n && !j->err.msg; i++)
+        cgroup_destroy(j->m, j->paths[i], &j->err);
+}
+
+static void cgroup_job_free(struct cgroup_job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        free(j->paths[i]);
+    err_clear(&j->err);
+    free(j);
 }
 
 static void cgroup_job_done(void *data, int status)
 {
     struct cgroup_job *j = data;
     if (status < 0 && !j->err.msg)
-        err_set(&j->err, ERR_INTERNAL, -status, "removing cgroup %s: %s", j->path, uv_strerror(status));
+        err_set(&j->err, ERR_INTERNAL, -status, "removing cgroup %s: %s", j->paths[0], uv_strerror(status));
     j->done(j->data, j->err.msg ? &j->err : NULL);
-    err_clear(&j->err);
-    free(j->path);
-    free(j);
+    cgroup_job_free(j);
 }
 
-static void destroy_cgroup_async(struct pods *p, const char *path, void (*done)(void *, const err_t *), void *data)
+/* Takes the paths (heap strings; NULLs are skipped). */
+static void destroy_cgroups_async(struct pods *p, char *a, char *b, void (*done)(void *, const err_t *), void *data)
 {
     struct cgroup_job *j = calloc(1, sizeof(*j));
-    if (j && (j->path = strdup(path))) {
-        j->m = p->cgroups;
-        j->done = done;
-        j->data = data;
-        if (loop_queue_work(cgroup_job_work, cgroup_job_done, j) == 0)
-            return;
-        free(j->path);
+    if (!j) {
+        free(a);
+        free(b);
+        err_t e = ERR_INIT;
+        err_set(&e, ERR_RESOURCE_EXHAUSTED, ENOMEM, "removing cgroups: out of memory");
+        done(data, &e);
+        err_clear(&e);
+        return;
     }
-    free(j);
-    err_t e = ERR_INIT;
-    err_set(&e, ERR_RESOURCE_EXHAUSTED, ENOMEM, "removing cgroup %s: out of memory", path);
-    done(data, &e);
-    err_clear(&e);
+    *j = (struct cgroup_job){.m = p->cgroups, .done = done, .data = data};
+    if (a)
+        j->paths[j->n++] = a;
+    if (b)
+        j->paths[j->n++] = b;
+    if (j->n == 0) {
+        free(j);
+        done(data, NULL);
+        return;
+    }
+    int r = loop_queue_work(cgroup_job_work, cgroup_job_done, j);
+    if (r < 0) {
+        err_set(&j->err, ERR_INTERNAL, -r, "removing cgroup %s: %s", j->paths[0], uv_strerror(r));
+        cgroup_job_done(j, 0);
+    }
+}
+
+/* The init of a pod-shared PID namespace lives in a cgroup of its own below
+ * the pod's (where containerd puts the pause process): on cgroup v2 a cgroup
+ * with a process in it cannot hand controllers down to children, so the
+ * pod cgroup itself must stay empty for its containers' cgroups. */
+static char *init_cgroup_path(struct pods *p, const struct pod *pod, err_t *err)
+{
+    char *path = NULL;
+    if (!pod->cgroup_path) {
+        err_set(err, ERR_INTERNAL, EINVAL, "pod %s has no cgroup", pod->id);
+        return NULL;
+    }
+    if (cgroup_container_path(p->cgroups, pod->cgroup_path, pod->id, &path, err) < 0)
+        return NULL;
+    return path;
 }
 
 /* Whether the pod's cgroup is to be removed with it. A cgroup edgecri made
@@ -600,6 +636,18 @@ static bool cgroup_to_destroy(struct pods *p, struct pod *pod)
         return false;
     }
     return true;
+}
+
+/* What of the pod's cgroups goes with it: the pod cgroup when it is
+ * edgecri's (and everything below), else only the init's. */
+static void destroy_pod_cgroups(struct pods *p, struct pod *pod, void (*done)(void *, const err_t *), void *data)
+{
+    char *pod_cg = NULL, *init_cg = NULL;
+    if (cgroup_to_destroy(p, pod))
+        pod_cg = strdup(pod->cgroup_path);
+    else if (pod->pid_mode == NS_MODE_POD && pod->cgroup_path)
+        init_cg = init_cgroup_path(p, pod, NULL);
+    destroy_cgroups_async(p, pod_cg, init_cg, done, data);
 }
 
 /* Whether the cgroup exists (in the hierarchy cgroup_populated reads). */
@@ -715,11 +763,7 @@ static void abort_network_done(void *data, const struct cni_result *res, const e
     _cleanup_free_ char *rec = NULL;
     if (asprintf(&rec, "%s/pods/%s", p->root, pod->id) >= 0)
         fs_remove_tree(rec, NULL);
-    if (cgroup_to_destroy(p, pod)) {
-        destroy_cgroup_async(p, pod->cgroup_path, abort_finish, c);
-        return;
-    }
-    abort_finish(c, NULL);
+    destroy_pod_cgroups(p, pod, abort_finish, c);
 }
 
 static void abort_init_gone(void *data)
@@ -947,14 +991,21 @@ static void run_init(struct run_ctx *c)
     };
     plan.oom_score_adj = init_oom_score_adj(plan.oom_score_adj, &plan.set_oom_score_adj);
     err_t err = ERR_INIT;
-    int fd = cgroup_open_v2(c->p->cgroups, pod->cgroup_path, NULL);
+    _cleanup_free_ char *cg = init_cgroup_path(c->p, pod, &err);
+    if (!cg || cgroup_create(c->p->cgroups, cg, NULL, &err) < 0) {
+        err_wrap(&err, "starting the pod's init");
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
+    int fd = cgroup_open_v2(c->p->cgroups, cg, NULL);
     if (fd >= 0)
         plan.cgroup_fd = fd;
     int r = spawn_start(c->p->loop, &plan, &c->child, &err);
     if (fd >= 0)
         close(fd);
     if (r == 0 && fd < 0)
-        r = cgroup_attach(c->p->cgroups, pod->cgroup_path, spawn_pid(c->child), &err);
+        r = cgroup_attach(c->p->cgroups, cg, spawn_pid(c->child), &err);
     if (r == 0)
         r = spawn_release(c->child, run_init_started, c, &err);
     if (r < 0) {
@@ -1507,11 +1558,7 @@ static void removed_containers(void *data, const err_t *err)
         log_warn("pod %s: %s", pod->id, e.msg);
         err_clear(&e);
     }
-    if (cgroup_to_destroy(p, pod)) {
-        destroy_cgroup_async(p, pod->cgroup_path, removed_cgroup, s);
-        return;
-    }
-    remove_record(s);
+    destroy_pod_cgroups(p, pod, removed_cgroup, s);
 }
 
 static void remove_continue(struct stop_ctx *s)
@@ -1756,7 +1803,7 @@ static void sweep_network_done(void *data, const struct cni_result *res, const e
     }
     fs_remove_tree(w->dir, NULL);
     if (w->cgroup) {
-        destroy_cgroup_async(w->p, w->cgroup, sweep_done, w);
+        destroy_cgroups_async(w->p, steal_pointer(&w->cgroup), NULL, sweep_done, w);
         return;
     }
     sweep_done(w, NULL);

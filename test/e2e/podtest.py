@@ -94,9 +94,22 @@ def _is_ip(s):
 
 
 def cgroup_dirs(path):
-    """Every hierarchy's directory for a cgroup path that exists."""
+    """Every hierarchy's directory for a cgroup path that exists (cgroup v1
+    and the hybrid layout: one mount per hierarchy below /sys/fs/cgroup;
+    v2: /sys/fs/cgroup itself)."""
     rel = path.lstrip("/")
+    if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+        d = os.path.join(CGROUP_ROOT, rel)
+        return [d] if os.path.isdir(d) else []
     return [d for d in glob.glob(os.path.join(CGROUP_ROOT, "*", rel)) if os.path.isdir(d)]
+
+
+def hierarchy_roots():
+    """The root directory of every cgroup hierarchy mounted (one on v2)."""
+    if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+        return [CGROUP_ROOT]
+    return sorted(os.path.join(CGROUP_ROOT, d) for d in os.listdir(CGROUP_ROOT)
+                  if os.path.ismount(os.path.join(CGROUP_ROOT, d)))
 
 
 def rmdir_cgroup(path):

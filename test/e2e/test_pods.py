@@ -23,9 +23,9 @@ import pytest
 
 import api_pb2 as pb
 from conftest import BIN
-from podtest import (BUSYBOX, CNI_BIN, POD_CIDR, PodEnv, cgroup_dirs, children_of, fd_count, grpc_code, in_pod,
-                     ipam_files, mountinfo_lines, pod_config, rmdir_cgroup, roundtrip, sh, tcp_connect, tcp_listener,
-                     veths, wait_for)
+from podtest import (BUSYBOX, CNI_BIN, POD_CIDR, PodEnv, cgroup_dirs, children_of, fd_count, grpc_code,
+                     hierarchy_roots, in_pod, ipam_files, mountinfo_lines, pod_config, rmdir_cgroup, roundtrip, sh,
+                     tcp_connect, tcp_listener, veths, wait_for)
 
 
 @pytest.fixture
@@ -364,7 +364,24 @@ def test_shared_pid_namespace_init(env):
     assert os.readlink(f"/proc/{init}/ns/pid") != os.readlink("/proc/self/ns/pid")
     nspid = [line for line in file_text(f"/proc/{init}/status").splitlines() if line.startswith("NSpid:")][0]
     assert nspid.split()[-1] == "1"
-    assert f"/edgecri/{pod_id}" in file_text(f"/proc/{init}/cgroup")
+    # In a cgroup of its own below the pod's, which stays empty: on cgroup v2
+    # (and the hybrid layout's cgroup2 tree) a cgroup holding a process
+    # cannot enable controllers for its children, the containers.
+    for line in file_text(f"/proc/{init}/cgroup").splitlines():
+        assert line.endswith(f":/edgecri/{pod_id}/{pod_id}"), line
+    unified = [d for d in cgroup_dirs(f"/edgecri/{pod_id}") if os.path.exists(os.path.join(d, "cgroup.controllers"))]
+    assert unified, "no cgroup2 tree: this machine's layout has one (hybrid)"
+    for d in unified:
+        assert file_text(os.path.join(d, "cgroup.procs")) == ""
+        # What creating a container's cgroup does (cgroup_create): a child,
+        # and the controllers the tree offers enabled for it.
+        os.mkdir(os.path.join(d, "probe"))
+        try:
+            offered = file_text(os.path.join(d, "cgroup.controllers")).split()
+            with open(os.path.join(d, "cgroup.subtree_control"), "w") as f:
+                f.write(" ".join("+" + c for c in offered))
+        finally:
+            os.rmdir(os.path.join(d, "probe"))
     # containerd's pause gets -998; lower than edgecri's own only with
     # CAP_SYS_RESOURCE (root on this machine has none: then it keeps ours).
     own = int(file_text(f"/proc/{daemon}/oom_score_adj"))
@@ -554,7 +571,7 @@ def test_crash_during_run_leaves_nothing_after_restart(env, subreaper):
     assert len(mountinfo_lines(pod_dir(env, pod_id))) == 4
     assert len([f for f in os.listdir(os.path.join(ipam, "slow")) if f[0].isdigit()]) == 1
     assert len(veths(env.netns)) == 1
-    procs = [d for d in cgroup_dirs(f"/edgecri/{pod_id}") if "/memory/" in d or "/unified/" in d]
+    procs = [d for d in cgroup_dirs(f"/edgecri/{pod_id}/{pod_id}") if "/memory/" in d or "/unified/" in d]
     init = int(file_text(os.path.join(procs[0], "cgroup.procs")).split()[0])
 
     env.start(bin_dirs=f"{bindir}:{CNI_BIN}")
@@ -783,10 +800,9 @@ def test_pod_cgroup_under_cgroup_parent(env):
         assert info["cgroupPath"] == parent
         dirs = cgroup_dirs(parent)
         # Every v1 hierarchy, and the hybrid cgroup2 one when mounted.
-        hierarchies = [d for d in os.listdir("/sys/fs/cgroup") if os.path.ismount(f"/sys/fs/cgroup/{d}")] or [""]
-        assert len(dirs) == len(hierarchies), (dirs, hierarchies)
+        assert len(dirs) == len(hierarchy_roots()), (dirs, hierarchy_roots())
         init = info["initPid"]
-        assert f":{parent}\n" in file_text(f"/proc/{init}/cgroup")
+        assert f":{parent}/{pod_id}\n" in file_text(f"/proc/{init}/cgroup")
         mem = [d for d in dirs if "/memory/" in d]
         if mem:  # cgroup v1 memory controller: the sandbox's resources plus its overhead
             assert int(file_text(os.path.join(mem[0], "memory.limit_in_bytes"))) == 80 << 20
@@ -820,14 +836,16 @@ def test_cgroup_parent_made_by_kubelet_is_left_to_it(env):
     shared = f"/ec-shared-{tag}"
     env.cgroups.update({f"/ec-kubelet-{tag}", shared})
     try:
-        for h in os.listdir("/sys/fs/cgroup"):
-            if os.path.ismount(f"/sys/fs/cgroup/{h}"):
-                os.makedirs(f"/sys/fs/cgroup/{h}{kubelets}")
+        for h in hierarchy_roots():
+            os.makedirs(f"{h}{kubelets}")
         a = env.run(pod_config("kubelet-made", pid=pb.POD, cgroup_parent=kubelets))
+        assert len(cgroup_dirs(f"{kubelets}/{a}")) > 0
         env.remove(a)
+        # kubelet's cgroup stays, empty: no process, no cgroup of edgecri's.
         assert len(cgroup_dirs(kubelets)) > 0
         for d in cgroup_dirs(kubelets):
             assert file_text(os.path.join(d, "cgroup.procs")) == ""
+            assert [e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))] == [], d
 
         s1 = env.run(pod_config("s1", pid=pb.POD, cgroup_parent=shared))
         s2 = env.run(pod_config("s2", pid=pb.POD, cgroup_parent=shared))
@@ -835,7 +853,7 @@ def test_cgroup_parent_made_by_kubelet_is_left_to_it(env):
         env.remove(s1)
         assert ready(env.status(s2)[0])
         assert os.path.exists(f"/proc/{init2}") and len(cgroup_dirs(shared)) > 0
-        assert str(init2) in "".join(file_text(os.path.join(d, "cgroup.procs")) for d in cgroup_dirs(shared))
+        assert str(init2) in "".join(file_text(os.path.join(d, "cgroup.procs")) for d in cgroup_dirs(f"{shared}/{s2}"))
         env.remove(s2)
         assert cgroup_dirs(shared) == []
     finally:
