@@ -2,13 +2,18 @@
 a daemon running inside it (so CNI's bridge, iptables rules and routes never
 touch the host's network), pod configs, and looks at what a pod leaves on
 the node (mounts, links, IPAM files, cgroups, fds)."""
+import ctypes
 import glob
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
+import threading
 import time
 
 import grpc
@@ -112,6 +117,20 @@ def hierarchy_roots():
                   if os.path.ismount(os.path.join(CGROUP_ROOT, d)))
 
 
+def kill_cgroup(path):
+    """SIGKILLs what a failed test left running in a pod's cgroup (a pod
+    init whose daemon was killed)."""
+    for d in cgroup_dirs(path):
+        for sub, _, files in os.walk(d):
+            if "cgroup.procs" in files:
+                with open(os.path.join(sub, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+
+
 def rmdir_cgroup(path):
     """Removes what a failed test may have left (deepest first)."""
     for d in cgroup_dirs(path):
@@ -177,13 +196,6 @@ class PodEnv:
         self.rt = self.e.runtime()
         return self
 
-    def restart(self, sig=None):
-        import signal as _signal
-        code = self.e.stop(sig or _signal.SIGTERM)
-        assert code == 0, f"edgecri exited with {code}:\n{self.e.log()[-4000:]}"
-        self.e.start(config=self.config_path)
-        self.rt = self.e.runtime()
-
     @property
     def root(self):
         return self.e.root
@@ -243,17 +255,17 @@ class PodEnv:
                 for line in mountinfo_lines(self.e.state):
                     mnt = line.split(" ")[0]
                     sh("umount", "-l", mnt, check=False)
+                # Pods whose RunPodSandbox never answered have no id but in
+                # the log.
+                self.cgroups.update(f"/edgecri/{i}" for i in re.findall(r"creating pod ([0-9a-f]{64}) ", self.e.log()))
             for cg in self.cgroups:
+                kill_cgroup(cg)
                 rmdir_cgroup(cg)
             self.netns.delete()
         assert not problems, "\n".join(problems)
 
 
 # -- network namespaces of the test process ------------------------------------
-
-import ctypes  # noqa: E402
-import socket  # noqa: E402
-import threading  # noqa: E402
 
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
