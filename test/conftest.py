@@ -59,13 +59,16 @@ class Edgecri:
         self.proc = None
         self.channels = []
         self.expected_exit = 0
+        # A command prefix for the daemon, e.g. ["nsenter", "--net=/run/netns/X"]
+        # to run it inside a test's own network namespace.
+        self.wrap = []
 
     # -- process -----------------------------------------------------------
     def command(self, *extra, config=None):
         cmd = [BIN, "--socket", self.socket, "--root", self.root, "--state", self.state, "--log-level", "debug"]
         if config is not None:
             cmd += ["--config", config]
-        return cmd + list(extra)
+        return list(self.wrap) + cmd + list(extra)
 
     def env(self):
         env = dict(os.environ)

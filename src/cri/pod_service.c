@@ -310,22 +310,16 @@ void cri_stream_pod_sandboxes(struct grpc_call *call, const ProtobufCMessage *re
 
 /* --- UpdatePodSandboxResources ----------------------------------------------------------- */
 
+static void updated(void *data, struct pod *pod, const err_t *err)
+{
+    (void)pod;
+    Runtime__V1__UpdatePodSandboxResourcesResponse resp = RUNTIME__V1__UPDATE_POD_SANDBOX_RESOURCES_RESPONSE__INIT;
+    grpc_call_finish(data, &resp.base, err);
+}
+
 void cri_update_pod_sandbox_resources(struct grpc_call *call, const ProtobufCMessage *request)
 {
     const Runtime__V1__UpdatePodSandboxResourcesRequest *req =
         (const Runtime__V1__UpdatePodSandboxResourcesRequest *)request;
-    struct pod *pod = pods_find(pods_of(call), req->pod_sandbox_id);
-    if (!pod) {
-        grpc_call_fail(call, ERR_NOT_FOUND, "UpdatePodSandboxResources: pod sandbox %s not found",
-                       req->pod_sandbox_id ? req->pod_sandbox_id : "");
-        return;
-    }
-    _cleanup_err_ err_t err = ERR_INIT;
-    if (pods_update_resources(pods_of(call), pod, req->overhead, req->resources, &err) < 0) {
-        err_wrap(&err, "UpdatePodSandboxResources %s", pod->id);
-        grpc_call_finish(call, NULL, &err);
-        return;
-    }
-    Runtime__V1__UpdatePodSandboxResourcesResponse resp = RUNTIME__V1__UPDATE_POD_SANDBOX_RESOURCES_RESPONSE__INIT;
-    grpc_call_finish(call, &resp.base, NULL);
+    pods_update(pods_of(call), req->pod_sandbox_id, req->overhead, req->resources, updated, call);
 }

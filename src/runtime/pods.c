@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "api.pb-c.h"
+#include "loop/loop.h"
 #include "net/cni.h"
 #include "runtime/cgroup.h"
 #include "runtime/process.h"
@@ -29,12 +31,17 @@
 #define POD_RECORD_MAX (1u << 20)
 #define SHM_SIZE       "65536k"
 #define NSFS_MAGIC_    0x6e736673
+#define RECORD_WAIT_MS 5
 
 struct pod_priv {
     struct persist_file *file;
     struct process_watch *init_watch;
-    bool owns_cgroup;
+    bool owns_cgroup;   /* edgecri made it (it did not exist before the pod), so it removes it */
     bool network_ready; /* CNI ADD done and not yet DELeted */
+    /* Stop and a failed run go on only once the init is reaped: a zombie
+     * would outlive the pod, and the next step may free it. */
+    void (*init_gone)(void *data);
+    void *init_gone_data;
 };
 
 struct pods {
@@ -386,6 +393,78 @@ static int sysctl_path(const struct pod *pod, const char *name, char *out, size_
     return 0;
 }
 
+/* --- bandwidth ------------------------------------------------------------------ */
+
+/* A Kubernetes quantity ("10M", "1.5Gi", "500k", "2e6") as a whole number;
+ * false for anything else. */
+static bool parse_quantity(const char *s, double *out)
+{
+    static const struct {
+        const char *suffix;
+        double factor;
+    } suffixes[] = {{"Ki", 1024.0},
+                    {"Mi", 1048576.0},
+                    {"Gi", 1073741824.0},
+                    {"Ti", 1099511627776.0},
+                    {"Pi", 1125899906842624.0},
+                    {"Ei", 1152921504606846976.0},
+                    {"k", 1e3},
+                    {"M", 1e6},
+                    {"G", 1e9},
+                    {"T", 1e12},
+                    {"P", 1e15},
+                    {"E", 1e18},
+                    {"m", 1e-3},
+                    {"", 1.0}};
+    if (!s || !*s || strlen(s) > 64 || !strchr("0123456789.", s[0]))
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++)
+        if (strcmp(end, suffixes[i].suffix) == 0) {
+            *out = v * suffixes[i].factor;
+            return true;
+        }
+    return false;
+}
+
+/* kubelet's traffic shaping annotations, for CNI's bandwidth capability,
+ * read the way containerd reads them: a rate in bits per second and, as
+ * there is no annotation for it, a burst that does not limit. kubelet's
+ * bounds apply (1 kbit/s to 1 Pbit/s). */
+static int bandwidth_of(const struct pod *pod, struct cni_bandwidth *bw, bool *has, err_t *err)
+{
+    static const char *const keys[2] = {"kubernetes.io/ingress-bandwidth", "kubernetes.io/egress-bandwidth"};
+    *has = false;
+    memset(bw, 0, sizeof(*bw));
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_object_get(pod->annotations, keys[i]);
+        if (!a)
+            continue;
+        double v;
+        if (!parse_quantity(json_string_value(a), &v) || v < 1e3 || v > 1e15)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "annotation %s: \"%s\" is not a bandwidth between 1k and 1P (bits per second)", keys[i],
+                           json_string_value(a));
+        if (pod->net_mode != NS_MODE_POD)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "annotation %s: a pod on the host network cannot be shaped", keys[i]);
+        uint64_t rate = (uint64_t)v;
+        if (i == 0) {
+            bw->ingress_rate = rate;
+            bw->ingress_burst = UINT32_MAX;
+        } else {
+            bw->egress_rate = rate;
+            bw->egress_burst = UINT32_MAX;
+        }
+        *has = true;
+    }
+    return 0;
+}
+
 /* --- teardown -------------------------------------------------------------------- */
 
 static void unmount_file(const char *path)
@@ -406,12 +485,180 @@ static void release_namespaces(struct pod *pod)
         unmount_file(pod->shm);
 }
 
-static void kill_init(struct pod *pod)
+/* Ends the pod's init, if it has one, and calls `then` once the watch has
+ * reaped it (at once when there is none). */
+static void end_init(struct pod *pod, void (*then)(void *), void *data)
 {
-    if (priv(pod)->init_watch) {
-        process_signal(process_watch_pidfd(priv(pod)->init_watch), SIGKILL);
-        /* the watch collects it and clears init_pid */
+    struct pod_priv *pp = priv(pod);
+    if (!pp->init_watch) {
+        then(data);
+        return;
     }
+    pp->init_gone = then;
+    pp->init_gone_data = data;
+    int r = process_signal(process_watch_pidfd(pp->init_watch), SIGKILL);
+    if (r < 0 && r != -ESRCH) /* ESRCH: it is exiting already; the watch reports it either way */
+        log_warn("pod %s: killing its init %d: %s", pod->id, (int)pod->init_pid, strerror(-r));
+}
+
+/* A timer that calls fn(data) once; 0, or -ENOMEM when it could not be set. */
+struct later {
+    uv_timer_t timer;
+    void (*fn)(void *);
+    void *data;
+};
+
+static void later_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void later_fire(uv_timer_t *t)
+{
+    struct later *l = t->data;
+    uv_close((uv_handle_t *)t, later_closed);
+    l->fn(l->data);
+}
+
+static int call_later(struct pods *p, uint64_t ms, void (*fn)(void *), void *data)
+{
+    struct later *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    *l = (struct later){.fn = fn, .data = data};
+    uv_timer_init(p->loop, &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, later_fire, ms, 0);
+    return 0;
+}
+
+/* cgroup_destroy kills what is left and waits (up to seconds) for it to
+ * leave: that runs in the thread pool so the loop never stalls. The manager
+ * is only read there, and outlives the job (shutdown waits for pods_busy). */
+struct cgroup_job {
+    struct cgroup_manager *m;
+    char *paths[2];
+    size_t n;
+    err_t err;
+    void (*done)(void *data, const err_t *err);
+    void *data;
+};
+
+static void cgroup_job_work(void *data)
+{
+    struct cgroup_job *j = data;
+    for (size_t i = 0; i < j->n && !j->err.msg; i++)
+        cgroup_destroy(j->m, j->paths[i], &j->err);
+}
+
+static void cgroup_job_free(struct cgroup_job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        free(j->paths[i]);
+    err_clear(&j->err);
+    free(j);
+}
+
+static void cgroup_job_done(void *data, int status)
+{
+    struct cgroup_job *j = data;
+    if (status < 0 && !j->err.msg)
+        err_set(&j->err, ERR_INTERNAL, -status, "removing cgroup %s: %s", j->paths[0], uv_strerror(status));
+    j->done(j->data, j->err.msg ? &j->err : NULL);
+    cgroup_job_free(j);
+}
+
+/* Takes the paths (heap strings; NULLs are skipped). */
+static void destroy_cgroups_async(struct pods *p, char *a, char *b, void (*done)(void *, const err_t *), void *data)
+{
+    struct cgroup_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        free(a);
+        free(b);
+        err_t e = ERR_INIT;
+        err_set(&e, ERR_RESOURCE_EXHAUSTED, ENOMEM, "removing cgroups: out of memory");
+        done(data, &e);
+        err_clear(&e);
+        return;
+    }
+    *j = (struct cgroup_job){.m = p->cgroups, .done = done, .data = data};
+    if (a)
+        j->paths[j->n++] = a;
+    if (b)
+        j->paths[j->n++] = b;
+    if (j->n == 0) {
+        free(j);
+        done(data, NULL);
+        return;
+    }
+    int r = loop_queue_work(cgroup_job_work, cgroup_job_done, j);
+    if (r < 0) {
+        err_set(&j->err, ERR_INTERNAL, -r, "removing cgroup %s: %s", j->paths[0], uv_strerror(r));
+        cgroup_job_done(j, 0);
+    }
+}
+
+/* The init of a pod-shared PID namespace lives in a cgroup of its own below
+ * the pod's (where containerd puts the pause process): on cgroup v2 a cgroup
+ * with a process in it cannot hand controllers down to children, so the
+ * pod cgroup itself must stay empty for its containers' cgroups. */
+static char *init_cgroup_path(struct pods *p, const struct pod *pod, err_t *err)
+{
+    char *path = NULL;
+    if (!pod->cgroup_path) {
+        err_set(err, ERR_INTERNAL, EINVAL, "pod %s has no cgroup", pod->id);
+        return NULL;
+    }
+    if (cgroup_container_path(p->cgroups, pod->cgroup_path, pod->id, &path, err) < 0)
+        return NULL;
+    return path;
+}
+
+/* Whether the pod's cgroup is to be removed with it. A cgroup edgecri made
+ * is; when another pod was given the same cgroup_parent, the last of them
+ * removes it, so one pod going never takes the cgroup from under another. */
+static bool cgroup_to_destroy(struct pods *p, struct pod *pod)
+{
+    if (!priv(pod)->owns_cgroup || !pod->cgroup_path)
+        return false;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &p->pods)
+    {
+        struct pod *other = list_entry(pos, struct pod, link);
+        if (other == pod || !other->cgroup_path || strcmp(other->cgroup_path, pod->cgroup_path) != 0)
+            continue;
+        priv(other)->owns_cgroup = true;
+        priv(pod)->owns_cgroup = false;
+        /* A pod still being made records it when it is ready. */
+        if (!other->creating)
+            pod_save(other, NULL, NULL);
+        log_debug("pod %s: cgroup %s stays for pod %s", pod->id, pod->cgroup_path, other->id);
+        return false;
+    }
+    return true;
+}
+
+/* What of the pod's cgroups goes with it: the pod cgroup when it is
+ * edgecri's (and everything below), else only the init's. */
+static void destroy_pod_cgroups(struct pods *p, struct pod *pod, void (*done)(void *, const err_t *), void *data)
+{
+    char *pod_cg = NULL, *init_cg = NULL;
+    if (cgroup_to_destroy(p, pod))
+        pod_cg = strdup(pod->cgroup_path);
+    else if (pod->pid_mode == NS_MODE_POD && pod->cgroup_path)
+        init_cg = init_cgroup_path(p, pod, NULL);
+    destroy_cgroups_async(p, pod_cg, init_cg, done, data);
+}
+
+/* Whether the cgroup exists (in the hierarchy cgroup_populated reads). */
+static bool cgroup_exists(struct pods *p, const char *path)
+{
+    bool populated;
+    err_t e = ERR_INIT;
+    int r = cgroup_populated(p->cgroups, path, &populated, &e);
+    bool missing = r < 0 && e.errnum == ENOENT;
+    err_clear(&e);
+    return !missing;
 }
 
 /* --- RunPodSandbox ---------------------------------------------------------------------- */
@@ -430,10 +677,14 @@ struct run_ctx {
     size_t n_sysctls;
     struct cni_port_mapping *ports;
     size_t n_ports;
+    struct cni_bandwidth bandwidth;
+    bool has_bandwidth;
+    err_t err; /* why it failed, answered once everything is undone */
 };
 
 static void run_ctx_free(struct run_ctx *c)
 {
+    err_clear(&c->err);
     if (c->devnull >= 0)
         close(c->devnull);
     for (size_t i = 0; i < c->n_sysctls; i++) {
@@ -479,49 +730,70 @@ static size_t ports_from_config(const struct pod *pod, struct cni_port_mapping *
     return n;
 }
 
-/* Undoes whatever RunPodSandbox made, in the background where it waits. */
-static void cni_del_done(void *data, const struct cni_result *res, const err_t *err)
+/* Undoing a failed RunPodSandbox. Everything it made goes before the
+ * error is answered, so a caller that sees the error finds nothing left:
+ * the init (reaped), the network (DEL while the namespace is still there,
+ * so the plugins find the veth), the namespace mounts and files, the
+ * record, and the cgroup (in the pool). */
+static void abort_finish(void *data, const err_t *err)
+{
+    struct run_ctx *c = data;
+    struct pods *p = c->p;
+    struct pod *pod = c->pod;
+    if (err)
+        log_warn("pod %s: undoing RunPodSandbox: %s", pod->id, err->msg);
+    list_del(&pod->link);
+    p->ops_running--;
+    c->done(c->data, NULL, &c->err);
+    pod_free(pod);
+    run_ctx_free(c);
+}
+
+static void abort_network_done(void *data, const struct cni_result *res, const err_t *err)
 {
     (void)res;
-    struct pod *pod = data;
+    struct run_ctx *c = data;
+    struct pods *p = c->p;
+    struct pod *pod = c->pod;
     if (err)
-        log_warn("pod %s: tearing the network down: %s", pod->id, err->msg);
-    pod_free(pod);
+        log_warn("pod %s: undoing RunPodSandbox: tearing the network down: %s", pod->id, err->msg);
+    release_namespaces(pod);
+    if (pod->dir)
+        fs_remove_tree(pod->dir, NULL);
+    _cleanup_free_ char *rec = NULL;
+    if (asprintf(&rec, "%s/pods/%s", p->root, pod->id) >= 0)
+        fs_remove_tree(rec, NULL);
+    destroy_pod_cgroups(p, pod, abort_finish, c);
+}
+
+static void abort_init_gone(void *data)
+{
+    struct run_ctx *c = data;
+    struct pod *pod = c->pod;
+    if (priv(pod)->network_ready) {
+        struct cni_request req;
+        cni_request_of(pod, &req, c->ports, c->n_ports);
+        priv(pod)->network_ready = false;
+        err_t e = ERR_INIT;
+        if (cni_del(c->p->cni, &req, abort_network_done, c, &e) == 0)
+            return;
+        log_warn("pod %s: undoing RunPodSandbox: %s", pod->id, e.msg);
+        err_clear(&e);
+    }
+    abort_network_done(c, NULL, NULL);
 }
 
 static void run_abort(struct run_ctx *c, const err_t *err)
 {
-    struct pods *p = c->p;
     struct pod *pod = c->pod;
     log_debug("RunPodSandbox %s/%s failed: %s; undoing", pod->ns, pod->name, err->msg);
+    err_set(&c->err, err->code, err->errnum, "%s", err->msg);
     if (c->child) {
         spawn_end_hold(c->child);
         spawn_child_free(c->child);
         c->child = NULL;
     }
-    kill_init(pod);
-    release_namespaces(pod);
-    fs_remove_tree(pod->dir, NULL);
-    if (priv(pod)->owns_cgroup)
-        cgroup_destroy(p->cgroups, pod->cgroup_path, NULL);
-    _cleanup_free_ char *rec = NULL;
-    if (asprintf(&rec, "%s/pods/%s", p->root, pod->id) >= 0)
-        fs_remove_tree(rec, NULL);
-    c->done(c->data, NULL, err);
-    p->ops_running--;
-    list_del(&pod->link);
-    if (priv(pod)->network_ready) {
-        struct cni_request req;
-        cni_request_of(pod, &req, c->ports, c->n_ports);
-        req.netns = NULL;
-        priv(pod)->network_ready = false;
-        if (cni_del(p->cni, &req, cni_del_done, pod, NULL) == 0) {
-            run_ctx_free(c);
-            return;
-        }
-    }
-    pod_free(pod);
-    run_ctx_free(c);
+    end_init(pod, abort_init_gone, c);
 }
 
 static void run_failf(struct run_ctx *c, enum err_code code, int errnum, const char *fmt, ...)
@@ -568,6 +840,10 @@ static void run_recorded(void *data, const err_t *err)
 static void run_finish(struct run_ctx *c)
 {
     err_t err = ERR_INIT;
+    if (c->pod->pid_mode == NS_MODE_POD && !priv(c->pod)->init_watch) {
+        run_failf(c, ERR_INTERNAL, ESRCH, "the pod's init exited while the pod was being created");
+        return;
+    }
     if (write_hosts(c->pod, &err) < 0) {
         run_fail(c, &err);
         err_clear(&err);
@@ -605,6 +881,8 @@ static void run_network(struct run_ctx *c)
     }
     struct cni_request req;
     cni_request_of(pod, &req, c->ports, c->n_ports);
+    if (c->has_bandwidth)
+        req.bandwidth = &c->bandwidth;
     err_t err = ERR_INIT;
     if (cni_add(c->p->cni, &req, run_network_done, c, &err) < 0) {
         err_wrap(&err, "setting up the pod network");
@@ -616,12 +894,20 @@ static void run_network(struct run_ctx *c)
 static void on_init_exit(void *data, const struct process_exit *e)
 {
     struct pod *pod = data;
-    priv(pod)->init_watch = NULL;
-    log_warn("pod %s: its PID namespace's init exited (code %d); the pod's PID namespace is gone", pod->id,
-             e->known ? e->code : -1);
+    struct pod_priv *pp = priv(pod);
+    pp->init_watch = NULL;
     pod->init_pid = 0;
     pod->init_start_time = 0;
-    if (pod->state == POD_READY) {
+    void (*then)(void *) = pp->init_gone;
+    pp->init_gone = NULL;
+    if (then) {
+        /* ended by us: whoever waits saves the state */
+        then(pp->init_gone_data);
+        return;
+    }
+    log_warn("pod %s: its PID namespace's init exited (code %d); the pod's PID namespace is gone", pod->id,
+             e->known ? e->code : -1);
+    if (pod->state == POD_READY && !pod->creating) {
         pod->state = POD_NOTREADY;
         pod_save(pod, NULL, NULL);
     }
@@ -655,6 +941,32 @@ static void run_init_started(void *data, struct spawn_child *child, const err_t 
     run_network(c);
 }
 
+/* containerd's restrict_oom_score_adj: going below our own oom_score_adj
+ * takes CAP_SYS_RESOURCE, which root does not always have (containers,
+ * some VMs); without it the init keeps ours rather than failing to start. */
+static int init_oom_score_adj(int want, bool *set)
+{
+    int own = 0;
+    unsigned long long eff = 0;
+    char line[256];
+    FILE *f = fopen("/proc/self/oom_score_adj", "re");
+    if (f) {
+        if (fscanf(f, "%d", &own) != 1)
+            own = 0;
+        fclose(f);
+    }
+    f = fopen("/proc/self/status", "re");
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "CapEff: %llx", &eff) == 1)
+            break;
+    if (f)
+        fclose(f);
+    bool may_lower = eff & (1ULL << CAP_SYS_RESOURCE);
+    int v = want < own && !may_lower ? own : want;
+    *set = v != own;
+    return v;
+}
+
 static void run_init(struct run_ctx *c)
 {
     struct pod *pod = c->pod;
@@ -677,26 +989,23 @@ static void run_init(struct run_ctx *c)
         .set_oom_score_adj = true,
         .oom_score_adj = -998,
     };
-    /* Only lower oom_score_adj than ours with CAP_SYS_RESOURCE (not there
-     * on every node): the spawn would fail, so keep ours then. */
-    int own = 0;
-    FILE *f = fopen("/proc/self/oom_score_adj", "re");
-    if (f) {
-        if (fscanf(f, "%d", &own) != 1)
-            own = 0;
-        fclose(f);
-    }
-    if (own > plan.oom_score_adj)
-        plan.set_oom_score_adj = false;
+    plan.oom_score_adj = init_oom_score_adj(plan.oom_score_adj, &plan.set_oom_score_adj);
     err_t err = ERR_INIT;
-    int fd = cgroup_open_v2(c->p->cgroups, pod->cgroup_path, NULL);
+    _cleanup_free_ char *cg = init_cgroup_path(c->p, pod, &err);
+    if (!cg || cgroup_create(c->p->cgroups, cg, NULL, &err) < 0) {
+        err_wrap(&err, "starting the pod's init");
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
+    int fd = cgroup_open_v2(c->p->cgroups, cg, NULL);
     if (fd >= 0)
         plan.cgroup_fd = fd;
     int r = spawn_start(c->p->loop, &plan, &c->child, &err);
     if (fd >= 0)
         close(fd);
     if (r == 0 && fd < 0)
-        r = cgroup_attach(c->p->cgroups, pod->cgroup_path, spawn_pid(c->child), &err);
+        r = cgroup_attach(c->p->cgroups, cg, spawn_pid(c->child), &err);
     if (r == 0)
         r = spawn_release(c->child, run_init_started, c, &err);
     if (r < 0) {
@@ -925,6 +1234,12 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
                                                pm->host_ip ? pm->host_ip : ""));
     }
     c->n_ports = cfg->n_port_mappings;
+    if (bandwidth_of(pod, &c->bandwidth, &c->has_bandwidth, &err) < 0) {
+        json_decref(ports);
+        run_fail(c, &err);
+        err_clear(&err);
+        return;
+    }
     json_t *sysctls = json_object();
     if (lx && lx->n_sysctls) {
         c->sysctl_paths = calloc(lx->n_sysctls, sizeof(char *));
@@ -967,17 +1282,14 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
         run_failf(c, ERR_RESOURCE_EXHAUSTED, ENOMEM, "out of memory");
         return;
     }
+    char hostname_line[80];
+    int hn = snprintf(hostname_line, sizeof(hostname_line), "%s\n", pod->hostname);
     if (fs_mkdir_p(nsdir, 0711, &err) < 0 || fs_mkdir_p(recdir, 0700, &err) < 0 ||
         write_resolv_conf(pod, dns, &err) < 0 ||
-        fs_write_atomic(pod->hostname_file, pod->hostname, strlen(pod->hostname), 0644, &err) < 0) {
+        fs_write_atomic(pod->hostname_file, hostname_line, (size_t)hn, 0644, &err) < 0) {
         run_fail(c, &err);
         err_clear(&err);
         return;
-    }
-    if (fs_write_atomic(pod->hostname_file, "", 0, 0644, &err) == 0) {
-        char line[300];
-        int n = snprintf(line, sizeof(line), "%s\n", pod->hostname);
-        fs_write_atomic(pod->hostname_file, line, (size_t)n, 0644, &err);
     }
     if (pod->ipc_mode == NS_MODE_POD) {
         if (fs_mkdir_p(pod->shm, 01777, &err) < 0) {
@@ -998,10 +1310,12 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
         err_clear(&err);
         return;
     }
-    priv(pod)->owns_cgroup = !*parent;
+    /* kubelet makes the pod cgroup it names before RunPodSandbox and
+     * removes it itself; one that did not exist is edgecri's to remove. */
+    priv(pod)->owns_cgroup = !cgroup_exists(p, pod->cgroup_path);
     struct cri_resources res;
-    const Runtime__V1__LinuxContainerResources *want = lx ? (lx->resources ? lx->resources : lx->overhead) : NULL;
-    if (cri_resources_from(want, &res, &err) < 0 || cgroup_create(p->cgroups, pod->cgroup_path, &res.r, &err) < 0) {
+    if (cri_resources_pod(lx ? lx->resources : NULL, lx ? lx->overhead : NULL, &res, &err) < 0 ||
+        cgroup_create(p->cgroups, pod->cgroup_path, &res.r, &err) < 0) {
         cri_resources_free(&res);
         run_fail(c, &err);
         err_clear(&err);
@@ -1025,30 +1339,41 @@ struct stop_ctx {
 
 static void remove_continue(struct stop_ctx *s);
 
-static void stop_saved(void *data, const err_t *err)
+/* Ends a Stop or Remove: the pod is free for the next operation. */
+static void stop_end(struct stop_ctx *s, struct pod *pod, const err_t *err)
 {
-    struct stop_ctx *s = data;
-    struct pod *pod = s->pod;
-    pod->busy = false;
-    if (s->remove_after && !err) {
-        remove_continue(s);
-        return;
-    }
+    s->pod->busy = false;
     s->p->ops_running--;
     s->done(s->data, pod, err);
     free(s->ports);
     free(s);
 }
 
-static void stop_finish(struct stop_ctx *s)
+static void stop_saved(void *data, const err_t *err)
 {
+    struct stop_ctx *s = data;
+    if (s->remove_after && !err) {
+        remove_continue(s);
+        return;
+    }
+    stop_end(s, s->pod, err);
+}
+
+static void stop_init_gone(void *data)
+{
+    struct stop_ctx *s = data;
     struct pod *pod = s->pod;
-    kill_init(pod);
     release_namespaces(pod);
     if (pod->state == POD_READY)
         log_info("pod %s (%s/%s) stopped", pod->id, pod->ns, pod->name);
     pod->state = POD_NOTREADY;
     pod_save(pod, stop_saved, s);
+}
+
+static void stop_finish(struct stop_ctx *s)
+{
+    /* StopPodSandbox answers once nothing of the pod runs any more. */
+    end_init(s->pod, stop_init_gone, s);
 }
 
 static void stop_network_done(void *data, const struct cni_result *res, const err_t *err)
@@ -1059,12 +1384,8 @@ static void stop_network_done(void *data, const struct cni_result *res, const er
         /* Keep the pod as it is; kubelet calls Stop again. */
         err_t e = ERR_INIT;
         err_set(&e, err->code, err->errnum, "StopPodSandbox %s: tearing the network down: %s", s->pod->id, err->msg);
-        s->pod->busy = false;
-        s->p->ops_running--;
-        s->done(s->data, s->pod, &e);
+        stop_end(s, s->pod, &e);
         err_clear(&e);
-        free(s->ports);
-        free(s);
         return;
     }
     priv(s->pod)->network_ready = false;
@@ -1124,9 +1445,39 @@ static void busy_error(struct pod *pod, pods_done_fn done, void *data, const cha
     err_clear(&e);
 }
 
+/* A prefix that matches several pods is an error: acting on one of them, or
+ * on none while answering success, would surprise the caller. */
+static struct pod *find_for(struct pods *p, const char *id, const char *rpc, pods_done_fn done, void *data,
+                            bool *handled)
+{
+    *handled = false;
+    struct pod *pod = pods_find(p, id);
+    if (pod || !id || !*id)
+        return pod;
+    size_t n = strlen(id), matches = 0;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &p->pods)
+    {
+        struct pod *other = list_entry(pos, struct pod, link);
+        if (!other->creating && strncmp(other->id, id, n) == 0)
+            matches++;
+    }
+    if (matches > 1) {
+        err_t e = ERR_INIT;
+        err_set(&e, ERR_INVALID_ARGUMENT, EINVAL, "%s: pod sandbox id prefix %s matches %zu pods", rpc, id, matches);
+        done(data, NULL, &e);
+        err_clear(&e);
+        *handled = true;
+    }
+    return NULL;
+}
+
 void pods_stop(struct pods *p, const char *id, pods_done_fn done, void *data)
 {
-    struct pod *pod = pods_find(p, id);
+    bool handled;
+    struct pod *pod = find_for(p, id, "StopPodSandbox", done, data, &handled);
+    if (handled)
+        return;
     if (!pod) {
         err_t e = ERR_INIT;
         err_set(&e, ERR_NOT_FOUND, ENOENT, "StopPodSandbox: pod sandbox %s not found", id);
@@ -1143,6 +1494,53 @@ void pods_stop(struct pods *p, const char *id, pods_done_fn done, void *data)
 
 /* --- RemovePodSandbox ------------------------------------------------------------------ */
 
+static void remove_fail(struct stop_ctx *s, err_t *e)
+{
+    err_wrap(e, "RemovePodSandbox %s", s->pod->id);
+    stop_end(s, s->pod, e);
+    err_clear(e);
+}
+
+/* The record goes last: until then a failed Remove can be retried. */
+static void remove_record(void *data)
+{
+    struct stop_ctx *s = data;
+    struct pods *p = s->p;
+    struct pod *pod = s->pod;
+    /* A write of the record may still be running in the pool (the pod's
+     * init ended on its own, resources were updated): freeing the pod under
+     * it, or removing the directory it writes into, must wait for it. */
+    bool writing = persist_file_busy(priv(pod)->file);
+    if (writing && call_later(p, RECORD_WAIT_MS, remove_record, s) == 0)
+        return;
+    err_t e = ERR_INIT;
+    _cleanup_free_ char *rec = NULL;
+    if (asprintf(&rec, "%s/pods/%s", p->root, pod->id) < 0)
+        err_sys(&e, ENOMEM, "removing the record");
+    if (e.msg || fs_remove_tree(rec, &e) < 0) {
+        remove_fail(s, &e);
+        return;
+    }
+    log_info("pod %s (%s/%s) removed", pod->id, pod->ns, pod->name);
+    list_del(&pod->link);
+    stop_end(s, NULL, NULL);
+    if (!writing)
+        pod_free(pod); /* else (out of memory for a timer) leak it rather than free it under the pool */
+}
+
+static void removed_cgroup(void *data, const err_t *err)
+{
+    struct stop_ctx *s = data;
+    if (err) {
+        /* Keep the record so that kubelet's next Remove tries again. */
+        err_t e = ERR_INIT;
+        err_set(&e, err->code, err->errnum, "%s", err->msg);
+        remove_fail(s, &e);
+        return;
+    }
+    remove_record(s);
+}
+
 static void removed_containers(void *data, const err_t *err)
 {
     struct stop_ctx *s = data;
@@ -1150,13 +1548,8 @@ static void removed_containers(void *data, const err_t *err)
     struct pod *pod = s->pod;
     if (err) {
         err_t e = ERR_INIT;
-        err_set(&e, err->code, err->errnum, "RemovePodSandbox %s: removing its containers: %s", pod->id, err->msg);
-        pod->busy = false;
-        p->ops_running--;
-        s->done(s->data, pod, &e);
-        err_clear(&e);
-        free(s->ports);
-        free(s);
+        err_set(&e, err->code, err->errnum, "removing its containers: %s", err->msg);
+        remove_fail(s, &e);
         return;
     }
     release_namespaces(pod);
@@ -1165,32 +1558,7 @@ static void removed_containers(void *data, const err_t *err)
         log_warn("pod %s: %s", pod->id, e.msg);
         err_clear(&e);
     }
-    if (priv(pod)->owns_cgroup && cgroup_destroy(p->cgroups, pod->cgroup_path, &e) < 0) {
-        log_warn("pod %s: %s", pod->id, e.msg);
-        err_clear(&e);
-    }
-    _cleanup_free_ char *rec = NULL;
-    if (asprintf(&rec, "%s/pods/%s", p->root, pod->id) >= 0 && fs_remove_tree(rec, &e) < 0) {
-        err_wrap(&e, "RemovePodSandbox %s", pod->id);
-        pod->busy = false;
-        p->ops_running--;
-        s->done(s->data, pod, &e);
-        err_clear(&e);
-        free(s->ports);
-        free(s);
-        return;
-    }
-    log_info("pod %s (%s/%s) removed", pod->id, pod->ns, pod->name);
-    list_del(&pod->link);
-    p->ops_running--;
-    s->done(s->data, NULL, NULL);
-    /* The record file may still be being written by the pool: keep the
-     * pod until that is over. */
-    if (persist_file_busy(priv(pod)->file))
-        log_debug("pod %s: record write still running at removal", pod->id);
-    pod_free(pod);
-    free(s->ports);
-    free(s);
+    destroy_pod_cgroups(p, pod, removed_cgroup, s);
 }
 
 static void remove_continue(struct stop_ctx *s)
@@ -1205,7 +1573,10 @@ static void remove_continue(struct stop_ctx *s)
 
 void pods_remove(struct pods *p, const char *id, pods_done_fn done, void *data)
 {
-    struct pod *pod = pods_find(p, id);
+    bool handled;
+    struct pod *pod = find_for(p, id, "RemovePodSandbox", done, data, &handled);
+    if (handled)
+        return;
     if (!pod) {
         /* Already gone: kubelet retries removals, that is success. */
         done(data, NULL, NULL);
@@ -1220,24 +1591,80 @@ void pods_remove(struct pods *p, const char *id, pods_done_fn done, void *data)
 
 /* --- UpdatePodSandboxResources ---------------------------------------------------------- */
 
-int pods_update_resources(struct pods *p, struct pod *pod, const void *overhead, const void *resources, err_t *err)
+/* Applies the resources (the part not given keeps its recorded value: the
+ * cgroup gets both) and updates the record in memory. */
+static int update_resources(struct pods *p, struct pod *pod, const void *overhead, const void *resources, err_t *err)
 {
-    const Runtime__V1__LinuxContainerResources *want = resources ? resources : overhead;
+    if (pod->busy)
+        return err_set(err, ERR_UNAVAILABLE, EBUSY, "pod %s is busy with another operation; try again", pod->id);
+    Runtime__V1__LinuxContainerResources *rec_res = NULL, *rec_overhead = NULL;
+    if (!resources && pod->config)
+        resources = rec_res = cri_resources_from_json(json_object_get(pod->config, "resources"));
+    if (!overhead && pod->config)
+        overhead = rec_overhead = cri_resources_from_json(json_object_get(pod->config, "overhead"));
     struct cri_resources res;
-    int r = cri_resources_from(want, &res, err);
+    int r = cri_resources_pod(resources, overhead, &res, err);
     if (r == 0)
         r = cgroup_update(p->cgroups, pod->cgroup_path, &res.r, err);
     cri_resources_free(&res);
-    if (r < 0)
-        return r;
-    if (pod->config) {
-        if (overhead)
+    if (r == 0 && pod->config) {
+        if (overhead && !rec_overhead)
             json_object_set_new(pod->config, "overhead", cri_resources_json(overhead));
-        if (resources)
+        if (resources && !rec_res)
             json_object_set_new(pod->config, "resources", cri_resources_json(resources));
     }
-    pod_save(pod, NULL, NULL);
-    return 0;
+    cri_resources_free_msg(rec_res);
+    cri_resources_free_msg(rec_overhead);
+    return r;
+}
+
+int pods_update_resources(struct pods *p, struct pod *pod, const void *overhead, const void *resources, err_t *err)
+{
+    int r = update_resources(p, pod, overhead, resources, err);
+    if (r == 0)
+        pod_save(pod, NULL, NULL);
+    return r;
+}
+
+struct update_ctx {
+    struct pods *p;
+    struct pod *pod;
+    pods_done_fn done;
+    void *data;
+};
+
+static void update_saved(void *data, const err_t *err)
+{
+    struct update_ctx *u = data;
+    u->pod->busy = false;
+    u->p->ops_running--;
+    u->done(u->data, u->pod, err);
+    free(u);
+}
+
+void pods_update(struct pods *p, const char *id, const void *overhead, const void *resources, pods_done_fn done,
+                 void *data)
+{
+    err_t e = ERR_INIT;
+    struct pod *pod = pods_find(p, id);
+    struct update_ctx *u = NULL;
+    if (!pod)
+        err_set(&e, ERR_NOT_FOUND, ENOENT, "UpdatePodSandboxResources: pod sandbox %s not found", id ? id : "");
+    else if (update_resources(p, pod, overhead, resources, &e) < 0)
+        err_wrap(&e, "UpdatePodSandboxResources %s", pod->id);
+    else if (!(u = calloc(1, sizeof(*u))))
+        err_sys(&e, ENOMEM, "UpdatePodSandboxResources %s", pod->id);
+    if (e.msg) {
+        done(data, pod, &e);
+        err_clear(&e);
+        return;
+    }
+    *u = (struct update_ctx){.p = p, .pod = pod, .done = done, .data = data};
+    /* Busy until the record is written: a Remove meanwhile would free the
+     * pod under the write. */
+    pod->busy = true;
+    p->ops_running++;
+    pod_save(pod, update_saved, u);
 }
 
 /* --- lookups ------------------------------------------------------------------------------ */
@@ -1339,6 +1766,101 @@ static void recover(struct pods *p, struct pod *pod)
     }
 }
 
+/* What a crash in the middle of RunPodSandbox (or RemovePodSandbox) left
+ * of a pod that has no record: namespace mounts and files under the state
+ * directory, a network attachment (host-local's address), a cgroup of
+ * edgecri's own naming and the init in it. */
+struct sweep {
+    struct pods *p;
+    char id[65];
+    char *dir; /* <state>/pods/<id> */
+    char *cgroup;
+};
+
+static void sweep_done(void *data, const err_t *err)
+{
+    struct sweep *w = data;
+    if (err)
+        log_warn("pod %s (left by a crash): %s", w->id, err->msg);
+    else
+        log_info("pod %s: removed what a crash left of it", w->id);
+    w->p->ops_running--;
+    free(w->dir);
+    free(w->cgroup);
+    free(w);
+}
+
+static void sweep_network_done(void *data, const struct cni_result *res, const err_t *err)
+{
+    (void)res;
+    static const char *const mounts[] = {"ns/net", "ns/ipc", "ns/uts", "shm"};
+    struct sweep *w = data;
+    if (err)
+        log_warn("pod %s (left by a crash): tearing the network down: %s", w->id, err->msg);
+    for (size_t i = 0; i < ARRAY_SIZE(mounts); i++) {
+        _cleanup_free_ char *m = path_join(w->dir, mounts[i]);
+        unmount_file(m);
+    }
+    fs_remove_tree(w->dir, NULL);
+    if (w->cgroup) {
+        destroy_cgroups_async(w->p, steal_pointer(&w->cgroup), NULL, sweep_done, w);
+        return;
+    }
+    sweep_done(w, NULL);
+}
+
+static void sweep_orphan(struct pods *p, const char *id)
+{
+    log_warn("pod %s has no record (edgecri stopped while making or removing it); removing what is left", id);
+    struct sweep *w = calloc(1, sizeof(*w));
+    if (!w || asprintf(&w->dir, "%s/pods/%s", p->state, id) < 0) {
+        free(w);
+        return;
+    }
+    w->p = p;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    if (cgroup_pod_path(p->cgroups, NULL, id, &w->cgroup, NULL) < 0)
+        w->cgroup = NULL;
+    p->ops_running++;
+    /* DEL while the namespace is still mounted, so the plugins find the
+     * veth; the mounts go after it. */
+    _cleanup_free_ char *netns = path_join(w->dir, "ns/net");
+    struct cni_request req = {.container_id = id, .netns = is_nsfs(netns) ? netns : NULL, .ifname = "eth0"};
+    err_t e = ERR_INIT;
+    if (cni_del(p->cni, &req, sweep_network_done, w, &e) < 0) {
+        log_warn("pod %s (left by a crash): %s", id, e.msg);
+        err_clear(&e);
+        sweep_network_done(w, NULL, NULL);
+    }
+}
+
+static bool known_pod(struct pods *p, const char *id)
+{
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &p->pods)
+    {
+        if (strcmp(list_entry(pos, struct pod, link)->id, id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* State directories of pods without a record (a record that is there but
+ * damaged keeps its pod's state: nothing is undone on a guess). */
+static void sweep_orphans(struct pods *p, const char *rdir, const char *sdir)
+{
+    _cleanup_closedir_ DIR *d = opendir(sdir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.' || strlen(de->d_name) != 64 || known_pod(p, de->d_name))
+            continue;
+        _cleanup_free_ char *rec = NULL;
+        if (asprintf(&rec, "%s/%s/pod.json", rdir, de->d_name) < 0 || access(rec, F_OK) == 0)
+            continue;
+        sweep_orphan(p, de->d_name);
+    }
+}
+
 int pods_open(uv_loop_t *loop, const struct pods_options *opts, struct pods **out, err_t *err)
 {
     struct pods *p = calloc(1, sizeof(*p));
@@ -1376,9 +1898,13 @@ int pods_open(uv_loop_t *loop, const struct pods_options *opts, struct pods **ou
             /* A pod whose first record never landed: a crash mid-create. */
             log_warn("pod %s: %s; removing what is left of it", de->d_name, e.msg);
             err_clear(&e);
-            _cleanup_free_ char *pdir = NULL;
+            _cleanup_free_ char *pdir = NULL, *sub = NULL;
             if (asprintf(&pdir, "%s/%s", dir, de->d_name) >= 0)
                 fs_remove_tree(pdir, NULL);
+            /* Its state directory is swept below; without one (a reboot
+             * since) the network and cgroup still are. */
+            if (asprintf(&sub, "%s/%s", sdir, de->d_name) >= 0 && access(sub, F_OK) < 0)
+                sweep_orphan(p, de->d_name);
             continue;
         }
         json_error_t jerr;
@@ -1392,6 +1918,7 @@ int pods_open(uv_loop_t *loop, const struct pods_options *opts, struct pods **ou
         list_add_tail(&p->pods, &pod->link);
         recover(p, pod);
     }
+    sweep_orphans(p, dir, sdir);
     *out = p;
     return 0;
 }

@@ -102,6 +102,9 @@ void pods_remove(struct pods *p, const char *id, pods_done_fn done, void *data);
 /* UpdatePodSandboxResources: the decoded LinuxContainerResources (overhead
  * and/or resources); applied to the pod cgroup and recorded. */
 int pods_update_resources(struct pods *p, struct pod *pod, const void *overhead, const void *resources, err_t *err);
+/* The same, answering once the record holding the new values is on disk. */
+void pods_update(struct pods *p, const char *id, const void *overhead, const void *resources, pods_done_fn done,
+                 void *data);
 
 /* A PID namespace fd for containers that share the pod's, or -1. */
 int pods_open_pidns(struct pod *pod, err_t *err);

@@ -79,3 +79,65 @@ json_t *cri_resources_json(const Runtime__V1__LinuxContainerResources *in)
                      "memorySwapLimit", (json_int_t)in->memory_swap_limit_in_bytes, "hugepageLimits", hp, "unified",
                      unified);
 }
+
+int cri_resources_pod(const Runtime__V1__LinuxContainerResources *resources,
+                      const Runtime__V1__LinuxContainerResources *overhead, struct cri_resources *out, err_t *err)
+{
+    int r = cri_resources_from(resources ? resources : overhead, out, err);
+    if (r < 0 || !resources || !overhead)
+        return r;
+    struct cgroup_resources *c = &out->r;
+    if (c->memory_limit > 0 && overhead->memory_limit_in_bytes > 0)
+        c->memory_limit += overhead->memory_limit_in_bytes;
+    if (c->memory_swap_limit > 0 && overhead->memory_limit_in_bytes > 0)
+        c->memory_swap_limit += overhead->memory_limit_in_bytes;
+    if (c->cpu_shares > 0 && overhead->cpu_shares > 0)
+        c->cpu_shares += overhead->cpu_shares;
+    if (c->cpu_quota > 0 && overhead->cpu_quota > 0) {
+        /* CFS's default period when one is not given */
+        int64_t period = c->cpu_period > 0 ? c->cpu_period : 100000;
+        int64_t operiod = overhead->cpu_period > 0 ? overhead->cpu_period : 100000;
+        c->cpu_quota += overhead->cpu_quota * period / operiod;
+        c->cpu_period = period;
+    }
+    return 0;
+}
+
+static int64_t int_of(const json_t *o, const char *key)
+{
+    return (int64_t)json_integer_value(json_object_get(o, key));
+}
+
+static char *str_of(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s && *s ? strdup(s) : NULL;
+}
+
+Runtime__V1__LinuxContainerResources *cri_resources_from_json(const json_t *o)
+{
+    if (!json_is_object(o))
+        return NULL;
+    Runtime__V1__LinuxContainerResources *m = malloc(sizeof(*m));
+    if (!m)
+        return NULL;
+    runtime__v1__linux_container_resources__init(m);
+    m->cpu_period = int_of(o, "cpuPeriod");
+    m->cpu_quota = int_of(o, "cpuQuota");
+    m->cpu_shares = int_of(o, "cpuShares");
+    m->memory_limit_in_bytes = int_of(o, "memoryLimit");
+    m->oom_score_adj = int_of(o, "oomScoreAdj");
+    m->memory_swap_limit_in_bytes = int_of(o, "memorySwapLimit");
+    m->cpuset_cpus = str_of(o, "cpusetCpus");
+    m->cpuset_mems = str_of(o, "cpusetMems");
+    return m;
+}
+
+void cri_resources_free_msg(Runtime__V1__LinuxContainerResources *m)
+{
+    if (!m)
+        return;
+    free(m->cpuset_cpus);
+    free(m->cpuset_mems);
+    free(m);
+}
