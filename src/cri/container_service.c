@@ -14,6 +14,7 @@
 #include "image/image_store.h"
 #include "image/images.h"
 #include "runtime/containers.h"
+#include "runtime/pods.h"
 #include "util/cleanup.h"
 #include "util/ids.h"
 
@@ -189,7 +190,12 @@ void cri_container_event(void *data, enum container_event ev, const struct conta
         resp.n_containers_statuses = 1;
         resp.containers_statuses = statuses;
     }
+    struct pod *pod = pods_find(d->pods, c->pod_id);
+    struct pod_status_msg *pm = pod ? cri_pod_status_new(pod) : NULL;
+    if (pm)
+        resp.pod_sandbox_status = cri_pod_status_get(pm);
     cri_publish_container_event(&resp);
+    cri_pod_status_free(pm);
     if (ev != CONTAINER_EVENT_DELETED)
         status_msg_free(&m);
 }

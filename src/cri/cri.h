@@ -42,6 +42,12 @@ void cri_pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *requ
 void cri_list_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_stream_pod_sandboxes(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_update_pod_sandbox_resources(struct grpc_call *call, const ProtobufCMessage *request);
+/* A pod's PodSandboxStatus message for events, built on the heap. */
+struct pod;
+struct pod_status_msg;
+struct pod_status_msg *cri_pod_status_new(const struct pod *pod);
+Runtime__V1__PodSandboxStatus *cri_pod_status_get(struct pod_status_msg *m);
+void cri_pod_status_free(struct pod_status_msg *m);
 
 /* container_service.c */
 void cri_create_container(struct grpc_call *call, const ProtobufCMessage *request);

@@ -9,6 +9,7 @@
 #include "daemon/daemon.h"
 #include "runtime/pods.h"
 #include "util/cleanup.h"
+#include "util/ids.h"
 
 #define STREAM_BATCH 100
 
@@ -58,12 +59,23 @@ static void map_free(struct map_out *m)
     free(m->ptrs);
 }
 
+static void publish_pod_event(struct pods *pods, const char *pod_id, Runtime__V1__ContainerEventType type);
+
 /* --- RunPodSandbox ------------------------------------------------------------- */
 
 static void ran(void *data, struct pod *pod, const err_t *err)
 {
     Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
     resp.pod_sandbox_id = pod ? pod->id : (char *)"";
+    if (!err && pod) {
+        struct pods *pods = pods_of(data);
+        char id[sizeof(pod->id)];
+        memcpy(id, pod->id, sizeof(id));
+        grpc_call_finish(data, &resp.base, NULL);
+        publish_pod_event(pods, id, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT);
+        publish_pod_event(pods, id, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT);
+        return;
+    }
     grpc_call_finish(data, &resp.base, err);
 }
 
@@ -81,9 +93,15 @@ void cri_run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request
 
 static void stopped(void *data, struct pod *pod, const err_t *err)
 {
-    (void)pod;
     Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
+    struct pods *pods = pods_of(data);
+    char id[65];
+    id[0] = '\0';
+    if (!err && pod)
+        memcpy(id, pod->id, sizeof(pod->id));
     grpc_call_finish(data, &resp.base, err);
+    if (*id)
+        publish_pod_event(pods, id, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT);
 }
 
 void cri_stop_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request)
@@ -96,11 +114,21 @@ void cri_stop_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *reques
     pods_stop(pods_of(call), req->pod_sandbox_id, stopped, call);
 }
 
+struct remove_call {
+    struct grpc_call *call;
+    char id[65]; /* the pod's full ID, "" when it did not exist */
+};
+
 static void removed(void *data, struct pod *pod, const err_t *err)
 {
     (void)pod;
+    struct remove_call *rc = data;
+    struct pods *pods = pods_of(rc->call);
     Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
-    grpc_call_finish(data, &resp.base, err);
+    grpc_call_finish(rc->call, &resp.base, err);
+    if (!err && rc->id[0] && !pods_find(pods, rc->id))
+        publish_pod_event(pods, rc->id, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT);
+    free(rc);
 }
 
 void cri_remove_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *request)
@@ -110,7 +138,16 @@ void cri_remove_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *requ
         grpc_call_fail(call, ERR_INVALID_ARGUMENT, "RemovePodSandbox: pod_sandbox_id is required");
         return;
     }
-    pods_remove(pods_of(call), req->pod_sandbox_id, removed, call);
+    struct remove_call *rc = calloc(1, sizeof(*rc));
+    if (!rc) {
+        grpc_call_fail(call, ERR_RESOURCE_EXHAUSTED, "RemovePodSandbox: out of memory");
+        return;
+    }
+    rc->call = call;
+    struct pod *pod = pods_find(pods_of(call), req->pod_sandbox_id);
+    if (pod)
+        memcpy(rc->id, pod->id, sizeof(rc->id));
+    pods_remove(pods_of(call), req->pod_sandbox_id, removed, rc);
 }
 
 /* --- Status ---------------------------------------------------------------------- */
@@ -119,6 +156,127 @@ static Runtime__V1__PodSandboxState state_of(const struct pod *pod)
 {
     return pod->state == POD_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
                                    : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+}
+
+/* Everything a PodSandboxStatus points to, owned by the caller's frame (for
+ * PodSandboxStatus and for the events GetContainerEvents carries). */
+struct pod_status_msg {
+    Runtime__V1__PodSandboxStatus st;
+    Runtime__V1__PodSandboxMetadata md;
+    Runtime__V1__PodSandboxNetworkStatus net;
+    Runtime__V1__PodIP *extra;
+    Runtime__V1__PodIP **extra_ptrs;
+    Runtime__V1__NamespaceOption nso;
+    Runtime__V1__Namespace ns;
+    Runtime__V1__LinuxPodSandboxStatus lx;
+    struct map_out labels, annotations;
+};
+
+static int pod_status_msg_init(struct pod_status_msg *m, const struct pod *pod)
+{
+    memset(m, 0, sizeof(*m));
+    m->extra = calloc(pod->n_ips ? pod->n_ips : 1, sizeof(*m->extra));
+    m->extra_ptrs = calloc(pod->n_ips ? pod->n_ips : 1, sizeof(*m->extra_ptrs));
+    if (!m->extra || !m->extra_ptrs) {
+        free(m->extra);
+        free(m->extra_ptrs);
+        return -ENOMEM;
+    }
+    Runtime__V1__PodSandboxMetadata md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
+    m->md = md;
+    m->md.name = pod->name;
+    m->md.uid = pod->uid;
+    m->md.namespace_ = pod->ns;
+    m->md.attempt = pod->attempt;
+    Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
+    m->net = net;
+    if (pod->n_ips && pod->state == POD_READY) {
+        m->net.ip = pod->ips[0];
+        for (size_t i = 1; i < pod->n_ips; i++) {
+            Runtime__V1__PodIP ip = RUNTIME__V1__POD_IP__INIT;
+            ip.ip = pod->ips[i];
+            m->extra[i - 1] = ip;
+            m->extra_ptrs[i - 1] = &m->extra[i - 1];
+        }
+        m->net.n_additional_ips = pod->n_ips - 1;
+        m->net.additional_ips = m->extra_ptrs;
+    }
+    Runtime__V1__NamespaceOption nso = RUNTIME__V1__NAMESPACE_OPTION__INIT;
+    m->nso = nso;
+    m->nso.network = (Runtime__V1__NamespaceMode)pod->net_mode;
+    m->nso.pid = (Runtime__V1__NamespaceMode)pod->pid_mode;
+    m->nso.ipc = (Runtime__V1__NamespaceMode)pod->ipc_mode;
+    Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
+    m->ns = ns;
+    m->ns.options = &m->nso;
+    Runtime__V1__LinuxPodSandboxStatus lx = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
+    m->lx = lx;
+    m->lx.namespaces = &m->ns;
+
+    Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
+    m->st = st;
+    m->st.id = (char *)pod->id;
+    m->st.metadata = &m->md;
+    m->st.state = state_of(pod);
+    m->st.created_at = pod->created_at;
+    m->st.network = &m->net;
+    m->st.linux = &m->lx;
+    m->st.runtime_handler = pod->runtime_handler;
+    map_fill(&m->labels, pod->labels, &runtime__v1__pod_sandbox_status__labels_entry__descriptor);
+    map_fill(&m->annotations, pod->annotations, &runtime__v1__pod_sandbox_status__annotations_entry__descriptor);
+    m->st.n_labels = m->labels.n;
+    m->st.labels = (Runtime__V1__PodSandboxStatus__LabelsEntry **)m->labels.ptrs;
+    m->st.n_annotations = m->annotations.n;
+    m->st.annotations = (Runtime__V1__PodSandboxStatus__AnnotationsEntry **)m->annotations.ptrs;
+    return 0;
+}
+
+static void pod_status_msg_free(struct pod_status_msg *m)
+{
+    free(m->extra);
+    free(m->extra_ptrs);
+    map_free(&m->labels);
+    map_free(&m->annotations);
+}
+
+struct pod_status_msg *cri_pod_status_new(const struct pod *pod)
+{
+    struct pod_status_msg *m = malloc(sizeof(*m));
+    if (m && pod_status_msg_init(m, pod) < 0) {
+        free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+Runtime__V1__PodSandboxStatus *cri_pod_status_get(struct pod_status_msg *m)
+{
+    return &m->st;
+}
+
+void cri_pod_status_free(struct pod_status_msg *m)
+{
+    if (!m)
+        return;
+    pod_status_msg_free(m);
+    free(m);
+}
+
+/* A sandbox lifecycle event, as containerd sends them to kubelet's evented
+ * PLEG: the sandbox ID as container_id, the sandbox's status attached. */
+static void publish_pod_event(struct pods *pods, const char *pod_id, Runtime__V1__ContainerEventType type)
+{
+    Runtime__V1__ContainerEventResponse ev = RUNTIME__V1__CONTAINER_EVENT_RESPONSE__INIT;
+    ev.container_id = (char *)pod_id;
+    ev.container_event_type = type;
+    ev.created_at = time_now_ns();
+    struct pod *pod =
+        type == RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT ? NULL : pods_find(pods, pod_id);
+    struct pod_status_msg *m = pod ? cri_pod_status_new(pod) : NULL;
+    if (m)
+        ev.pod_sandbox_status = cri_pod_status_get(m);
+    cri_publish_container_event(&ev);
+    cri_pod_status_free(m);
 }
 
 void cri_pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *request)
@@ -130,54 +288,12 @@ void cri_pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *requ
                        req->pod_sandbox_id ? req->pod_sandbox_id : "");
         return;
     }
-    Runtime__V1__PodSandboxMetadata md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
-    md.name = pod->name;
-    md.uid = pod->uid;
-    md.namespace_ = pod->ns;
-    md.attempt = pod->attempt;
-    Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
-    _cleanup_free_ Runtime__V1__PodIP *extra = calloc(pod->n_ips ? pod->n_ips : 1, sizeof(*extra));
-    _cleanup_free_ Runtime__V1__PodIP **extra_ptrs = calloc(pod->n_ips ? pod->n_ips : 1, sizeof(*extra_ptrs));
-    if (!extra || !extra_ptrs) {
+    struct pod_status_msg m;
+    if (pod_status_msg_init(&m, pod) < 0) {
         grpc_call_fail(call, ERR_RESOURCE_EXHAUSTED, "PodSandboxStatus: out of memory");
         return;
     }
-    if (pod->n_ips && pod->state == POD_READY) {
-        net.ip = pod->ips[0];
-        for (size_t i = 1; i < pod->n_ips; i++) {
-            Runtime__V1__PodIP ip = RUNTIME__V1__POD_IP__INIT;
-            ip.ip = pod->ips[i];
-            extra[i - 1] = ip;
-            extra_ptrs[i - 1] = &extra[i - 1];
-        }
-        net.n_additional_ips = pod->n_ips - 1;
-        net.additional_ips = extra_ptrs;
-    }
-    Runtime__V1__NamespaceOption nso = RUNTIME__V1__NAMESPACE_OPTION__INIT;
-    nso.network = (Runtime__V1__NamespaceMode)pod->net_mode;
-    nso.pid = (Runtime__V1__NamespaceMode)pod->pid_mode;
-    nso.ipc = (Runtime__V1__NamespaceMode)pod->ipc_mode;
-    Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
-    ns.options = &nso;
-    Runtime__V1__LinuxPodSandboxStatus lx = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
-    lx.namespaces = &ns;
-
-    Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
-    st.id = pod->id;
-    st.metadata = &md;
-    st.state = state_of(pod);
-    st.created_at = pod->created_at;
-    st.network = &net;
-    st.linux = &lx;
-    st.runtime_handler = pod->runtime_handler;
-    struct map_out labels, annotations;
-    map_fill(&labels, pod->labels, &runtime__v1__pod_sandbox_status__labels_entry__descriptor);
-    map_fill(&annotations, pod->annotations, &runtime__v1__pod_sandbox_status__annotations_entry__descriptor);
-    st.n_labels = labels.n;
-    st.labels = (Runtime__V1__PodSandboxStatus__LabelsEntry **)labels.ptrs;
-    st.n_annotations = annotations.n;
-    st.annotations = (Runtime__V1__PodSandboxStatus__AnnotationsEntry **)annotations.ptrs;
-
+    Runtime__V1__PodSandboxStatus st = m.st;
     Runtime__V1__PodSandboxStatusResponse resp = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
     resp.status = &st;
     Runtime__V1__PodSandboxStatusResponse__InfoEntry info = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
@@ -198,8 +314,7 @@ void cri_pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *requ
         }
     }
     grpc_call_finish(call, &resp.base, NULL);
-    map_free(&labels);
-    map_free(&annotations);
+    pod_status_msg_free(&m);
 }
 
 /* --- List and Stream ------------------------------------------------------------------ */

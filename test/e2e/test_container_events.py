@@ -77,6 +77,32 @@ def test_lifecycle_events_in_order_at_two_subscribers(env):
         s.call.cancel()
 
 
+def test_pod_and_container_events_with_pod_status(make_edgecri, workdir):
+    e = start(make_edgecri)
+    sub = Subscriber(e)
+    time.sleep(0.3)
+    cfg = pod_config(log_dir=workdir)
+    pod_id = run_pod(e, cfg)
+    cid = lifecycle(e, pod_id, cfg, "in-pod")
+    rt(e).StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    evs = sub.wait_for(8)
+    got = [(ev.container_id, ev.container_event_type) for ev in evs]
+    # Sandboxes are reported as containerd does: their ID as container_id.
+    assert got == [(pod_id, EV.CONTAINER_CREATED_EVENT), (pod_id, EV.CONTAINER_STARTED_EVENT),
+                   (cid, EV.CONTAINER_CREATED_EVENT), (cid, EV.CONTAINER_STARTED_EVENT),
+                   (cid, EV.CONTAINER_STOPPED_EVENT), (cid, EV.CONTAINER_DELETED_EVENT),
+                   (pod_id, EV.CONTAINER_STOPPED_EVENT), (pod_id, EV.CONTAINER_DELETED_EVENT)]
+    # Every event but the sandbox's DELETED carries the sandbox's status.
+    for ev in evs[:-1]:
+        assert ev.pod_sandbox_status.id == pod_id
+        assert ev.pod_sandbox_status.metadata.name == cfg.metadata.name
+    assert evs[1].pod_sandbox_status.state == pb.SANDBOX_READY
+    assert evs[6].pod_sandbox_status.state == pb.SANDBOX_NOTREADY
+    assert not evs[-1].HasField("pod_sandbox_status")
+    sub.call.cancel()
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
