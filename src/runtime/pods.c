@@ -24,6 +24,7 @@
 #include "runtime/resources.h"
 #include "runtime/spawn.h"
 #include "util/cleanup.h"
+#include "util/ids.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/persist.h"
@@ -61,27 +62,6 @@ static struct pod_priv *priv(struct pod *pod)
 }
 
 /* --- small helpers -------------------------------------------------------- */
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void random_id(char out[65])
-{
-    unsigned char b[32];
-    if (getrandom(b, sizeof(b), 0) != sizeof(b)) {
-        /* getrandom does not fail for 32 bytes once the pool is up; be safe */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        for (size_t i = 0; i < sizeof(b); i++)
-            b[i] = (unsigned char)((uint64_t)ts.tv_nsec >> (i % 8) ^ (uint64_t)getpid() << i);
-    }
-    for (size_t i = 0; i < 32; i++)
-        sprintf(out + 2 * i, "%02x", b[i]);
-}
 
 static char *path_join(const char *a, const char *b)
 {
@@ -1153,7 +1133,7 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
     }
 
     char id[65];
-    random_id(id);
+    random_hex_id(id);
     struct pod *pod = pod_alloc(p, id);
     struct run_ctx *c = calloc(1, sizeof(*c));
     if (!pod || !c) {
@@ -1180,7 +1160,7 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
     pod->labels = map_json(cfg->n_labels, (void **)cfg->labels);
     pod->annotations = map_json(cfg->n_annotations, (void **)cfg->annotations);
     pod->runtime_handler = strdup_or_empty(runtime_handler);
-    pod->created_at = now_ns();
+    pod->created_at = time_now_ns();
     pod->net_mode = nso ? (enum ns_mode)nso->network : NS_MODE_POD;
     pod->pid_mode = nso ? (enum ns_mode)nso->pid : NS_MODE_CONTAINER;
     pod->ipc_mode = nso ? (enum ns_mode)nso->ipc : NS_MODE_POD;
