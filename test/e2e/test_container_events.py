@@ -10,6 +10,7 @@ import pytest
 
 import api_pb2 as pb
 from rawh2 import RawH2, grpc_frame, grpc_status
+from conftest import ASAN
 from ctrtest import container_config, create, pod_config, rt, run_pod, start, wait_state
 
 EV = pb.ContainerEventType
@@ -124,7 +125,9 @@ def test_subscriber_that_never_reads_is_cut_off(env):
     for i in range(n):
         lifecycle(e, pod_id, cfg, f"c{i}", annotations=big)
     assert len(reader.wait_for(4 * n, timeout=30)) == 4 * n
-    assert rss_kib(e.proc.pid) - base < 32 * 1024
+    # (Under ASan freed memory sits in its quarantine: RSS says nothing.)
+    if not ASAN:
+        assert rss_kib(e.proc.pid) - base < 32 * 1024
     # Its stream was ended, with a reason, once it was too far behind; what
     # was queued before that still arrives once it reads again.
     stuck.conn.increment_flow_control_window(1 << 30)
