@@ -161,7 +161,10 @@ int container_process_spec(const struct image_config *img, const Runtime__V1__Co
         for (size_t i = 0; i < cfg->n_args; i++)
             strv_push(&argv, cfg->args[i]);
     } else {
-        for (size_t i = 0; img && i < img->n_entrypoint; i++)
+        /* An Entrypoint of exactly [""] means "none" (an image's way to
+         * reset its base's), as containerd and moby read it. */
+        bool no_entrypoint = img && img->n_entrypoint == 1 && !img->entrypoint[0][0];
+        for (size_t i = 0; img && !no_entrypoint && i < img->n_entrypoint; i++)
             strv_push(&argv, img->entrypoint[i]);
         if (cfg->n_args)
             for (size_t i = 0; i < cfg->n_args; i++)
@@ -175,8 +178,11 @@ int container_process_spec(const struct image_config *img, const Runtime__V1__Co
         return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
                        "container %s: no command: neither the request nor the image gives one", name);
     }
+    /* An image entry without "=" unsets a variable (containerd's reading);
+     * with nothing before the image's own, there is nothing to unset. */
     for (size_t i = 0; img && i < img->n_env; i++)
-        env_set(&env, img->env[i]);
+        if (strchr(img->env[i], '='))
+            env_set(&env, img->env[i]);
     for (size_t i = 0; i < cfg->n_envs; i++) {
         const Runtime__V1__KeyValue *kv = cfg->envs[i];
         if (!kv->key || !*kv->key || strchr(kv->key, '=')) {
@@ -187,7 +193,7 @@ int container_process_spec(const struct image_config *img, const Runtime__V1__Co
         }
         /* CRI's KeyValue.value is bytes: a NUL inside cannot go into an
          * environment string. */
-        if (memchr(kv->value.data, '\0', kv->value.len)) {
+        if (kv->value.len && memchr(kv->value.data, '\0', kv->value.len)) {
             strv_free(argv.v);
             strv_free(env.v);
             return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "container %s: environment variable %s contains NUL",
@@ -269,7 +275,7 @@ int container_exec_spec(const struct process_spec *container, char *const *cmd, 
 
 struct plan_builder {
     struct mount_plan *p;
-    size_t cap;
+    size_t cap, owned_cap;
     bool oom;
 };
 
@@ -277,17 +283,22 @@ static const char *own(struct plan_builder *b, const char *s)
 {
     if (!s || b->oom)
         return s;
-    char **nv = realloc(b->p->owned, (b->p->n_owned + 1) * sizeof(char *));
+    if (b->p->n_owned == b->owned_cap) {
+        size_t cap = b->owned_cap ? b->owned_cap * 2 : 64;
+        char **nv = realloc(b->p->owned, cap * sizeof(char *));
+        if (!nv) {
+            b->oom = true;
+            return s;
+        }
+        b->p->owned = nv;
+        b->owned_cap = cap;
+    }
     char *dup = strdup(s);
-    if (!nv || !dup) {
-        if (nv)
-            b->p->owned = nv;
-        free(dup);
+    if (!dup) {
         b->oom = true;
         return s;
     }
-    b->p->owned = nv;
-    nv[b->p->n_owned++] = dup;
+    b->p->owned[b->p->n_owned++] = dup;
     return dup;
 }
 
@@ -360,10 +371,39 @@ static void standard_devices(struct plan_builder *b)
         add(b, (struct spawn_op){.kind = SPAWN_OP_SYMLINK, .source = links[i].to, .target = links[i].link});
 }
 
+static size_t path_depth(const char *p)
+{
+    size_t n = 0;
+    for (; p && *p; p++)
+        n += *p == '/';
+    return n;
+}
+
+/* The order binds are made in: shallower container paths first, request
+ * order among equals (containerd's stable sort), so /data never hides
+ * /data/cache whatever order kubelet lists them in. */
+static size_t *mount_order(const Runtime__V1__ContainerConfig *cfg)
+{
+    size_t *order = calloc(cfg->n_mounts ? cfg->n_mounts : 1, sizeof(*order));
+    if (!order)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_mounts; i++) {
+        size_t d = path_depth(cfg->mounts[i]->container_path), j = i;
+        for (; j > 0 && path_depth(cfg->mounts[order[j - 1]]->container_path) > d; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
+    return order;
+}
+
 static int cri_mounts(struct plan_builder *b, const struct mount_inputs *in, err_t *err)
 {
     const Runtime__V1__ContainerConfig *cfg = in->cfg;
-    for (size_t i = 0; i < cfg->n_mounts; i++) {
+    _cleanup_free_ size_t *order = mount_order(cfg);
+    if (!order)
+        return err_sys(err, ENOMEM, "planning mounts");
+    for (size_t k = 0; k < cfg->n_mounts; k++) {
+        size_t i = order[k];
         const Runtime__V1__Mount *m = cfg->mounts[i];
         if (!clean_container_path(m->container_path))
             return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
@@ -404,6 +444,10 @@ static int cri_mounts(struct plan_builder *b, const struct mount_inputs *in, err
         }
         if (m->recursive_read_only && !m->readonly)
             return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "mount %s: recursive_read_only needs readonly",
+                           m->container_path);
+        /* Mounts propagating in later could not be made read-only. */
+        if (m->recursive_read_only && m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "mount %s: recursive_read_only needs private propagation",
                            m->container_path);
         add(b, (struct spawn_op){
                    .kind = SPAWN_OP_BIND,

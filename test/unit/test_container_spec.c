@@ -2,8 +2,8 @@
  * process (argv, env, cwd, PATH candidates) and an ordered mount plan, with
  * containerd's CRI plugin as the reference for every rule.
  *
- * Tests named known_bug_* describe where the code differs from containerd
- * today: they fail until container_spec.c is fixed (see the comment on each). */
+ * Tests named fixed_* are the differences from containerd these tests found
+ * (each was a failing test first); they guard against the old behaviour. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -372,7 +372,7 @@ static void test_env_values(void)
     image_ep_cmd(&img);
     Runtime__V1__ContainerConfig cfg = RUNTIME__V1__CONTAINER_CONFIG__INIT;
     /* An empty value with a non-NULL pointer (the {0, NULL} form kubelet's
-     * empty values decode to is known_bug_empty_env_value_null_data). */
+     * empty values decode to is tested in fixed_empty_env_value_null_data). */
     Runtime__V1__KeyValue empty = kv("EMPTY", "");
     Runtime__V1__KeyValue eq = kv("EQ", "a=b=c"), sp = kv("SP", " spaced value\n"), dup1 = kv("DUP", "first"),
                           dup2 = kv("DUP", "second");
@@ -1056,12 +1056,13 @@ static void test_plan_cri_binds(void)
     o = find_op(&p, SPAWN_OP_BIND, "/ro");
     CHECK(o && o->flags == MS_RDONLY && !o->recursive_readonly && o->recursive);
 
-    /* After the pod's files, in the request's order, before the masks. */
+    /* After the pod's files, shallow paths first (request order among
+     * equals), before the masks. */
     int resolv = op_index(&p, SPAWN_OP_BIND, "/etc/resolv.conf"), first = op_index(&p, SPAWN_OP_BIND, "/data"),
-        last = op_index(&p, SPAWN_OP_BIND, "/ro"), mask = op_index(&p, SPAWN_OP_MASK, "/proc/acpi");
+        last = op_index(&p, SPAWN_OP_BIND, "/etc/app.conf"), mask = op_index(&p, SPAWN_OP_MASK, "/proc/acpi");
     CHECK(resolv >= 0 && resolv < first);
-    CHECK(first >= 0 && op_index(&p, SPAWN_OP_BIND, "/etc/app.conf") == first + 1);
-    CHECK(op_index(&p, SPAWN_OP_BIND, "/linked") == first + 2 && last == first + 3);
+    CHECK(first >= 0 && op_index(&p, SPAWN_OP_BIND, "/linked") == first + 1);
+    CHECK(op_index(&p, SPAWN_OP_BIND, "/ro") == first + 2 && last == first + 3);
     CHECK(last < mask);
     mount_plan_free(&p);
     err_clear(&err);
@@ -1473,13 +1474,13 @@ out:
     free(masked);
 }
 
-/* ==== KNOWN BUGS: these fail until container_spec.c is fixed ==== */
+/* ==== Differences from containerd found by these tests, now fixed ==== */
 
 /* containerd (WithProcessArgs, like moby) resets an image Entrypoint of
  * exactly [""] — what `ENTRYPOINT [""]` or `--entrypoint ""` leaves in an
  * image to clear a base image's entrypoint — so the Cmd alone runs.
  * edgecri puts "" in argv[0] and refuses the container ("no command"). */
-static void known_bug_entrypoint_empty_string_is_reset(void)
+static void fixed_entrypoint_empty_string_is_reset(void)
 {
     struct image_config img = {0};
     SETV(img.entrypoint, img.n_entrypoint, "");
@@ -1510,7 +1511,7 @@ static void known_bug_entrypoint_empty_string_is_reset(void)
  * don't shadow other mounts". kubelet sends volume mounts in the pod spec's
  * order, so volumeMounts [/data/cache, /data] work on containerd; edgecri
  * binds them in request order and /data then hides /data/cache. */
-static void known_bug_mounts_sorted_by_depth(void)
+static void fixed_mounts_sorted_by_depth(void)
 {
     Runtime__V1__Mount deep = bind_mount(fx.sub, "/data/cache"), top = bind_mount(fx.vol, "/data"),
                        other = bind_mount(fx.vol, "/other");
@@ -1535,7 +1536,7 @@ static void known_bug_mounts_sorted_by_depth(void)
  * propagation is PRIVATE (an rro mount cannot be a shared or slave one; the
  * CRI field's own comment says "readonly is also true and propagation is
  * PRIVATE"). edgecri accepts rro with HOST_TO_CONTAINER or BIDIRECTIONAL. */
-static void known_bug_rro_needs_private_propagation(void)
+static void fixed_rro_needs_private_propagation(void)
 {
     Runtime__V1__Mount m = bind_mount(fx.vol, "/rro");
     m.readonly = m.recursive_read_only = true;
@@ -1563,7 +1564,7 @@ static void known_bug_rro_needs_private_propagation(void)
  * edgecri copies the bare "FOO" into the environment, and a bare "PATH"
  * also stops the default PATH from being set while exec_candidates ignores
  * it (the process gets no PATH but is looked up in the default one). */
-static void known_bug_image_env_without_equals(void)
+static void fixed_image_env_without_equals(void)
 {
     struct image_config img;
     image_ep_cmd(&img);
@@ -1587,7 +1588,7 @@ static void known_bug_image_env_without_equals(void)
  * build-asan: "container_spec.c:190:13: runtime error: null pointer passed
  * as argument 1, which is declared to never be null" (and an abort under
  * `meson test`, which sets UBSAN_OPTIONS=halt_on_error=1). */
-static void known_bug_empty_env_value_null_data(void)
+static void fixed_empty_env_value_null_data(void)
 {
     struct image_config img;
     image_ep_cmd(&img);
@@ -1633,11 +1634,11 @@ int main(void)
     RUN(test_plan_masked_readonly_paths);
     RUN(test_plan_owns_strings);
     RUN(test_plan_huge);
-    RUN(known_bug_entrypoint_empty_string_is_reset);
-    RUN(known_bug_mounts_sorted_by_depth);
-    RUN(known_bug_rro_needs_private_propagation);
-    RUN(known_bug_image_env_without_equals);
-    RUN(known_bug_empty_env_value_null_data);
+    RUN(fixed_entrypoint_empty_string_is_reset);
+    RUN(fixed_mounts_sorted_by_depth);
+    RUN(fixed_rro_needs_private_propagation);
+    RUN(fixed_image_env_without_equals);
+    RUN(fixed_empty_env_value_null_data);
     fixture_free();
     return unit_summary();
 }
