@@ -61,6 +61,24 @@ void cri_update_container_resources(struct grpc_call *call, const ProtobufCMessa
 void cri_reopen_container_log(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_exec_sync(struct grpc_call *call, const ProtobufCMessage *request);
 void cri_checkpoint_container(struct grpc_call *call, const ProtobufCMessage *request);
+
+/* stats_service.c */
+void cri_container_stats(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_list_container_stats(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stream_container_stats(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_list_pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stream_pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *request);
+/* The daemon's stats collector (runtime/stats_collector.h), made on first
+ * use; NULL after failing `call` (UNAVAILABLE, named `rpc`) when it cannot
+ * be made. */
+struct stats_collector *cri_stats_collector(struct grpc_call *call, const char *rpc);
+
+/* metrics_service.c */
+void cri_list_metric_descriptors(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_list_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_stream_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *request);
+
 /* The containers' event hook (data: the daemon): publishes to
  * GetContainerEvents subscribers. */
 void cri_container_event(void *data, enum container_event ev, const struct container *c);

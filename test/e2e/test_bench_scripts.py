@@ -25,3 +25,13 @@ def test_pull_quick(workdir):
     assert "| cold pull, median of 1 |" in r.stdout
     data = json.load(open(out))
     assert len(data["cold_pull_s"]) == 1 and data["small_count"] == 3
+
+
+def test_stats_quick(workdir):
+    out = os.path.join(workdir, "stats.json")
+    r = subprocess.run([os.path.join(TOP, "bench", "stats"), "--bin", BIN, "--quick", "--json", out],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| idle, no calls |" in r.stdout
+    data = json.load(open(out))
+    assert data["pods"] == 2 and data["poll_cycles"] >= 1

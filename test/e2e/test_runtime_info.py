@@ -15,7 +15,9 @@ IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig", "Get
                "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox", "StreamPodSandboxes",
                "UpdatePodSandboxResources", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer",
                "ListContainers", "StreamContainers", "ContainerStatus", "UpdateContainerResources",
-               "ReopenContainerLog", "ExecSync"}
+               "ReopenContainerLog", "ExecSync", "ContainerStats", "ListContainerStats", "StreamContainerStats",
+               "PodSandboxStats", "ListPodSandboxStats", "StreamPodSandboxStats", "ListMetricDescriptors",
+               "ListPodSandboxMetrics", "StreamPodSandboxMetrics"}
 
 
 def test_version(edgecri):
