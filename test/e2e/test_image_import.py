@@ -290,7 +290,7 @@ def test_import_twice_is_idempotent(make_edgecri, workdir):
     recs = image_records(e)
     assert len(recs) == 1
     assert sorted(status(e, img.config_digest).image.repo_tags) == ["example.com/again:2", "example.com/twice:1"]
-    # BUG: the second import stores the image's layer blobs again (they were
+    # Regression (fixed): the second import stores the image's layer blobs again (they were
     # deleted after the first unpack), finds the layers already unpacked, and
     # leaves the blobs in content/blobs for good (keep_layer_blobs is off, and
     # RemoveImage deletes only config/manifest blobs): every re-import of an

@@ -352,7 +352,7 @@ def test_mirror_down_falls_back_to_upstream(reg, reg2, make_edgecri):
         took = time.monotonic() - t0
         assert blob_gets(up, "mir/down", img) == 2
         assert f"http://{mp.host}" in e.log(), "the dead mirror was tried first"
-        # BUG: a refused connection to a mirror is retried like a transient
+        # Regression (fixed): a refused connection to a mirror is retried like a transient
         # error (5 attempts, backoff 0.25+1+4+16 s) before the next endpoint
         # is tried, so a dead mirror adds ~21 s to every pull (containerd moves
         # on to the next host at once).
@@ -442,7 +442,7 @@ def test_credentials_for_another_registry_do_not_reach_a_mirror(reg, make_edgecr
         other = f"127.0.0.1:{port}1"
         assert pull(e, f"{up.host}/mir/prefix:v1",
                     auth=auth_config("carol", "Carol-Pw-1", server=other)) == img.config_digest
-        # BUG: src/registry/registry.c endpoint_credentials() matches
+        # Regression (fixed): src/registry/registry.c endpoint_credentials() matches
         # server_address with strstr(), so "127.0.0.1:<M>1" "names" the mirror
         # 127.0.0.1:<M>: the credentials go to it and it serves the pull.
         assert blob_gets(up, "mir/prefix", img) == 2, \
@@ -498,7 +498,7 @@ def test_sighup_during_a_tls_pull(reg, reg2, make_edgecri):
             assert time.monotonic() < deadline, "the config blob was never requested"
             time.sleep(0.005)
         e.send_signal(signal.SIGHUP)
-        # BUG: registry.c endpoint_credentials() borrows the ca_file (and
+        # Regression (fixed): registry.c endpoint_credentials() borrows the ca_file (and
         # cert_file/key_file) pointers of the registries.yaml config, and
         # SIGHUP frees that config (registry_client_set_config): the retry the
         # session starts after the reload hands freed memory to libcurl as the
