@@ -50,6 +50,23 @@ def test_device(env):
     assert st.exit_code == 0 and out == ["4"], err
 
 
+def test_device_cgroup_limits_other_devices(env):
+    """CAP_MKNOD lets a container make any node; the devices cgroup (v1) is
+    what keeps it from opening one it was not given."""
+    if not os.path.exists("/sys/fs/cgroup/devices"):
+        pytest.skip("no cgroup v1 devices controller on this machine (pure v2: no eBPF device filter yet)")
+    # /dev/zero's numbers under another name are allowed (c 1:5 is in the
+    # default set); loop0's (b 7:0, openable by root without capabilities)
+    # are not.
+    script = ("mknod /tmp/z c 1 5 && head -c 1 /tmp/z | wc -c; mknod /tmp/l b 7 0 && "
+              "( (exec 3</tmp/l) 2>/dev/null && echo opened || echo denied)")
+    st, out, err = run(env, "devcg", ["sh", "-c", script])
+    assert out == ["1", "denied"], (out, err)
+    st, out, err = run(env, "devcg-priv", ["sh", "-c", script], linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(privileged=True)))
+    assert out == ["1", "opened"], (out, err)
+
+
 def test_missing_device_is_an_error(env):
     e, pod_id, cfg, _ = env
     dev = pb.Device(container_path="/dev/mine", host_path="/dev/does-not-exist", permissions="rwm")
