@@ -1556,7 +1556,33 @@ struct gc {
     size_t n_layers;
     char **blobs; /* digests to remove */
     size_t n_blobs;
+    /* RemoveImage answers once the record is written and the files are
+     * gone: a pull right after it must not find a half-deleted layer. */
+    persist_done_fn done;
+    void *data;
+    int pending;
+    err_t err;
 };
+
+static void gc_step(struct gc *g)
+{
+    if (--g->pending > 0)
+        return;
+    if (g->done)
+        g->done(g->data, g->err.msg ? &g->err : NULL);
+    err_clear(&g->err);
+    image_config_free_strv(g->layers, g->n_layers);
+    image_config_free_strv(g->blobs, g->n_blobs);
+    free(g);
+}
+
+static void gc_record_written(void *data, const err_t *err)
+{
+    struct gc *g = data;
+    if (err && !g->err.msg)
+        err_set(&g->err, err->code, err->errnum, "%s", err->msg);
+    gc_step(g);
+}
 
 static void gc_work(void *data)
 {
@@ -1574,10 +1600,7 @@ static void gc_work(void *data)
 static void gc_done(void *data, int status)
 {
     (void)status;
-    struct gc *g = data;
-    image_config_free_strv(g->layers, g->n_layers);
-    image_config_free_strv(g->blobs, g->n_blobs);
-    free(g);
+    gc_step(data);
 }
 
 static bool layer_busy(const struct images *s, const char *chain_id)
@@ -1620,10 +1643,16 @@ bool images_remove(struct images *s, const char *text, persist_done_fn done, voi
                 gc_add(&g->blobs, &g->n_blobs, at + 1);
         }
     }
-    image_store_remove(s->store, id, done, data);
-    drop_config(s, id);
-    if (!g)
+    if (!g) {
+        image_store_remove(s->store, id, done, data);
+        drop_config(s, id);
         return true;
+    }
+    g->done = done;
+    g->data = data;
+    g->pending = 2; /* the record, the files */
+    image_store_remove(s->store, id, gc_record_written, g);
+    drop_config(s, id);
     /* Only what no other image (or container) still uses goes. */
     for (size_t i = 0; i < g->n_layers;) {
         if (layer_busy(s, g->layers[i])) {

@@ -1061,6 +1061,7 @@ static void run_namespaces(struct run_ctx *c)
         .sysctl_paths = (const char *const *)c->sysctl_paths,
         .sysctl_values = (const char *const *)c->sysctl_values,
         .n_sysctls = c->n_sysctls,
+        .loopback_up = (flags & CLONE_NEWNET) != 0,
         .stdio = {c->devnull, c->devnull, c->devnull},
         .hold = true,
     };

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <net/if.h>
+#include <sys/socket.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
@@ -40,6 +42,7 @@ enum step {
     STEP_UNSHARE_CGROUP,
     STEP_HOSTNAME,
     STEP_SYSCTL,
+    STEP_LOOPBACK,
     STEP_OOM,
     STEP_PROPAGATION,
     STEP_ROOTFS,
@@ -66,6 +69,7 @@ static const char *const step_names[] = {
     [STEP_UNSHARE_CGROUP] = "creating the cgroup namespace",
     [STEP_HOSTNAME] = "setting the hostname",
     [STEP_SYSCTL] = "setting sysctl",
+    [STEP_LOOPBACK] = "bringing up lo",
     [STEP_OOM] = "setting oom_score_adj",
     [STEP_PROPAGATION] = "making mounts private",
     [STEP_ROOTFS] = "opening the root filesystem",
@@ -501,6 +505,20 @@ __attribute__((noreturn)) static void child_main(const struct spawn_plan *plan, 
             child_fail(errfd, STEP_SYSCTL, errno, plan->sysctl_paths[i]);
         close(fd);
         close(dir);
+    }
+    if (plan->loopback_up) {
+        /* A new network namespace starts with lo down; containerd brings
+         * it up itself, whatever the CNI conflist has. */
+        int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof(ifr));
+        child_copy(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+        if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+            child_fail(errfd, STEP_LOOPBACK, errno, "lo");
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)
+            child_fail(errfd, STEP_LOOPBACK, errno, "lo");
+        close(sock);
     }
     if (plan->set_oom_score_adj) {
         char v[16];

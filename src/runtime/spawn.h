@@ -82,6 +82,7 @@ struct spawn_plan {
     const char *const *sysctl_paths; /* "net/ipv4/ip_forward" */
     const char *const *sysctl_values;
     size_t n_sysctls;
+    bool loopback_up; /* set lo up in the (new) network namespace */
 
     /* filesystem; rootfs NULL keeps the agent's root (holders, exec into an
      * existing mount namespace joined above) */

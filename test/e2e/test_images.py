@@ -216,6 +216,23 @@ def test_remove_image_and_shared_layers(reg, daemon):
     assert layer_dirs(daemon) == []
 
 
+def test_pull_right_after_remove(reg, daemon):
+    """RemoveImage answers once the layers are gone: a pull straight after
+    it (kubelet's GC then a new pod) must not find half-deleted layers."""
+    # Many files: deleting the layer takes a while.
+    img = Image([Layer([File(f"/d/{i // 100}/{i}", b"x") for i in range(2000)])], config={"Cmd": ["sh"]})
+    name = unique("test/again")
+    push(reg.url, name, img, tag="1")
+    for _ in range(2):
+        pull(daemon, f"{reg.host}/{name}:1")
+        remove(daemon, f"{reg.host}/{name}:1")
+        # Nothing of it is left when RemoveImage has answered.
+        assert layer_dirs(daemon) == [] or all(
+            c.split(":")[1] not in layer_dirs(daemon) for c in chain_ids([l.diff_id for l in img.layers]))
+    assert pull(daemon, f"{reg.host}/{name}:1") == img.config_digest
+    remove(daemon, img.config_digest)
+
+
 def test_tag_moves_to_the_new_image(reg, daemon):
     name = unique("test/moving")
     old, new = busybox_image(config={"Env": ["V=1"]}), busybox_image(config={"Env": ["V=2"]})

@@ -685,9 +685,10 @@ def test_custom_conflist(env):
             {"type": "bridge", "bridge": "ectest0", "isGateway": True, "ipMasq": False,
              "ipam": {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": ipam,
                       "routes": [{"dst": "0.0.0.0/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "loopback"}]}, f)
-    # Files that are not a configuration are ignored.
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}, f)
+    # No loopback plugin (as in k3s's and Calico's conflists): lo is still
+    # up in the pod, as containerd makes it. Files that are not a
+    # configuration are ignored.
     with open(os.path.join(env.conf_dir, "README"), "w") as f:
         f.write("not a network\n")
     env.start()
@@ -699,6 +700,10 @@ def test_custom_conflist(env):
     assert "ectest0" in [link["ifname"] for link in env.netns.links()]
     assert "edgecri0" not in [link["ifname"] for link in env.netns.links()]
     assert sorted(os.listdir(os.path.join(ipam, "custom"))) >= sorted([ip_a, ip_b])
+    # (ip asks the kernel over netlink in the pod's namespace; /sys would
+    # show the host's.)
+    lo = in_pod(env.netns_path(a), "ip", "-o", "link", "show", "lo").stdout
+    assert ",UP" in lo or "<UP" in lo, f"lo is down in the pod: {lo}"
     out = in_pod(env.netns_path(a), BUSYBOX, "ping", "-c", "1", "-W", "3", ip_b).stdout
     assert "1 packets received" in out, out
     listener = tcp_listener(env.netns_path(a), 80)
