@@ -224,6 +224,11 @@ uint64_t content_ingest_offset(const struct content_ingest *in)
     return in->offset;
 }
 
+int content_ingest_fd(const struct content_ingest *in)
+{
+    return in->fd;
+}
+
 int content_ingest_write(struct content_ingest *in, const uint8_t *data, size_t len, err_t *err)
 {
     if (in->offset + len > (uint64_t)in->size)

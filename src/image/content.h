@@ -54,6 +54,9 @@ int content_adopt(const struct content_store *s, int fd, const char *path, const
 int content_ingest_open(const struct content_store *s, const char *digest, int64_t size, struct content_ingest **out,
                         err_t *err);
 uint64_t content_ingest_offset(const struct content_ingest *in);
+/* The partial file, for reading it while it grows (pread only: writes use
+ * the file offset). Valid until content_ingest_close. */
+int content_ingest_fd(const struct content_ingest *in);
 /* Appends downloaded bytes; more than the expected size is an error. */
 int content_ingest_write(struct content_ingest *in, const uint8_t *data, size_t len, err_t *err);
 /* Throws away what was written (the server restarted the body). */

@@ -1,12 +1,14 @@
 #include "image/images.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "image/content.h"
 #include "image/layers.h"
@@ -50,6 +52,11 @@ struct images {
     unsigned downloads_running;
     int pool_jobs;
     bool shutting_down;
+
+    /* Streaming unpacks whose thread ended, for the loop to collect. */
+    uv_async_t *streams_async;
+    uv_mutex_t streams_mu;
+    struct list_node streams_done; /* struct stream.done_link, under streams_mu */
 
     struct list_node configs; /* struct cached_config */
     bool (*layer_in_use)(void *, const char *);
@@ -95,6 +102,7 @@ struct layer_job {
     char media_type[128];
     int64_t size;
     struct blob_job *blob; /* while the blob is being fetched */
+    struct stream *stream; /* unpacking while the blob downloads */
     bool unpacking;
     struct list_node waiters; /* struct layer_waiter */
     struct layer_info info;
@@ -150,6 +158,7 @@ static void pull_unref(struct pull *p);
 static void start_queued_downloads(struct images *s);
 static void layer_job_start_unpack(struct layer_job *j);
 static void pull_layers_done(struct pull *p);
+static void stream_abort(struct stream *st);
 
 /* --- thread-pool jobs with accounting --------------------------------------- */
 
@@ -331,6 +340,10 @@ static void layer_job_finish(struct layer_job *j)
     list_del(&j->link);
     if (j->blob)
         list_del(&j->blob_link);
+    if (j->stream) {
+        stream_abort(j->stream);
+        j->stream = NULL;
+    }
     while (!list_empty(&j->waiters)) {
         struct layer_waiter *w = list_entry(j->waiters.next, struct layer_waiter, link);
         list_del(&w->link);
@@ -385,6 +398,241 @@ static void unpack_done(void *data, int status)
     layer_job_finish(j);
 }
 
+/* --- streaming unpack ------------------------------------------------------ */
+
+/* A layer unpacked while its blob downloads, so that it is mostly on disk
+ * when the last byte arrives. The unpack thread reads the ingest file as the
+ * loop appends to it, and sees the end of the blob only once the loop has
+ * verified the digest of all of it: layer_create_from renames the layer into
+ * place only after that end, so unverified bytes never become a layer. A
+ * download that restarts from zero, fails, or is cancelled aborts the reader,
+ * and layer_create_from deletes its temporary directory.
+ *
+ * It runs on a thread of its own rather than in the pool: it blocks for as
+ * long as the download takes, and parked pool threads would starve the
+ * commits (and everything else) that need the pool. */
+#define STREAM_WAKE_BYTES (64 * 1024)
+
+struct stream {
+    struct images *s;
+    struct layer_job *j;        /* loop only; NULL once the job let go of it */
+    struct list_node done_link; /* in images.streams_done */
+    uv_thread_t thread;
+    int fd;       /* our own descriptor of the ingest file, read with pread */
+    uint64_t pos; /* thread only */
+    char chain_id[DIGEST_MAX_LEN + 1];
+    char diff_id[DIGEST_MAX_LEN + 1];
+    char digest[DIGEST_MAX_LEN + 1];
+    char media_type[128];
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    uint64_t avail;   /* under mu: bytes of the file the loop wrote */
+    uint64_t wake_at; /* under mu: the thread waits for avail to reach it (0: not waiting) */
+    bool complete;    /* under mu: the blob is whole and its digest matched */
+    bool aborted;     /* under mu */
+    bool started;     /* thread only: the first byte was read */
+    struct layer_info info;
+    err_t err;
+    int r;
+};
+
+static ssize_t stream_source_read(void *ctx, void *buf, size_t len)
+{
+    struct stream *st = ctx;
+    uv_mutex_lock(&st->mu);
+    /* Wake up for a full buffer rather than for every network packet: a
+     * context switch and a decompressor call per 16 KiB cost more CPU than
+     * the overlap saves. The input buffer of the unpacker is 64 KiB. */
+    uint64_t want = st->pos + (len < STREAM_WAKE_BYTES ? len : STREAM_WAKE_BYTES);
+    while (!st->aborted && !st->complete && st->avail < want) {
+        st->wake_at = want;
+        uv_cond_wait(&st->cond, &st->mu);
+    }
+    st->wake_at = 0;
+    bool aborted = st->aborted;
+    uint64_t avail = st->avail;
+    uv_mutex_unlock(&st->mu);
+    if (aborted)
+        return -ECANCELED;
+    if (st->pos >= avail)
+        return 0;
+    if (!st->started) {
+        st->started = true;
+        log_debug("layer %s: unpacking while its blob %s downloads", st->diff_id, st->digest);
+    }
+    size_t n = avail - st->pos < len ? (size_t)(avail - st->pos) : len;
+    ssize_t r;
+    do
+        r = pread(st->fd, buf, n, (off_t)st->pos);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    if (r == 0)
+        return -EIO; /* shorter than the loop said: truncated under us */
+    st->pos += (uint64_t)r;
+    return r;
+}
+
+static void stream_thread(void *data)
+{
+    struct stream *st = data;
+    struct images *s = st->s;
+    const struct unpack_source src = {stream_source_read, st};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    st->r =
+        layer_create_from(s->layers, st->chain_id, st->diff_id, &src, st->media_type, &s->limits, &st->info, &st->err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (st->r == 0)
+        log_debug("layer %s unpacked: %llu bytes, %llu inodes in %llums, while downloading", st->diff_id,
+                  (unsigned long long)st->info.bytes, (unsigned long long)st->info.inodes,
+                  (unsigned long long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+    uv_mutex_lock(&s->streams_mu);
+    list_add_tail(&s->streams_done, &st->done_link);
+    uv_mutex_unlock(&s->streams_mu);
+    uv_async_send(s->streams_async);
+}
+
+static void stream_free(struct stream *st)
+{
+    if (st->fd >= 0)
+        close(st->fd);
+    uv_cond_destroy(&st->cond);
+    uv_mutex_destroy(&st->mu);
+    err_clear(&st->err);
+    free(st);
+}
+
+/* The loop's side of an ended unpack thread. */
+static void stream_collect(struct stream *st)
+{
+    struct layer_job *j = st->j;
+    if (j) {
+        j->stream = NULL;
+        if (st->r == 0) {
+            j->info = st->info;
+            layer_job_finish(j);
+        } else if (st->complete) {
+            /* It failed on bytes whose digest matched: the layer is bad. */
+            err_move(&j->err, &st->err);
+            layer_job_finish(j);
+        } else {
+            /* It failed on bytes not verified yet (a corrupt transfer will
+             * fail the digest and be fetched again): leave the verdict to
+             * the ordinary unpack of the committed blob. */
+            log_debug("layer %s: streaming unpack stopped (%s); unpacking after the download", st->diff_id,
+                      st->err.msg ? st->err.msg : "?");
+        }
+    }
+    stream_free(st);
+}
+
+static void streams_async_cb(uv_async_t *a)
+{
+    struct images *s = a->data;
+    for (;;) {
+        uv_mutex_lock(&s->streams_mu);
+        struct stream *st = NULL;
+        if (!list_empty(&s->streams_done)) {
+            st = list_entry(s->streams_done.next, struct stream, done_link);
+            list_del(&st->done_link);
+        }
+        uv_mutex_unlock(&s->streams_mu);
+        if (!st)
+            return;
+        /* The thread has nothing left to do but return: this join is
+         * immediate. */
+        uv_thread_join(&st->thread);
+        s->pool_jobs--;
+        stream_collect(st);
+    }
+}
+
+/* Stops the unpack thread (it fails with ECANCELED at its next read and
+ * removes its temporary directory) and forgets its layer job. */
+static void stream_abort(struct stream *st)
+{
+    st->j = NULL;
+    uv_mutex_lock(&st->mu);
+    st->aborted = true;
+    uv_cond_signal(&st->cond);
+    uv_mutex_unlock(&st->mu);
+}
+
+static void stream_set_avail(struct stream *st, uint64_t avail)
+{
+    uv_mutex_lock(&st->mu);
+    st->avail = avail;
+    if (st->wake_at && avail >= st->wake_at)
+        uv_cond_signal(&st->cond);
+    uv_mutex_unlock(&st->mu);
+}
+
+/* Called only once the blob was committed: its digest matched. */
+static void stream_set_complete(struct stream *st)
+{
+    uv_mutex_lock(&st->mu);
+    st->complete = true;
+    uv_cond_signal(&st->cond);
+    uv_mutex_unlock(&st->mu);
+}
+
+/* Starts unpacking j from b's ingest file, which holds b->done bytes so far.
+ * Failing to start is no error: the layer is then unpacked after the
+ * download, as it would be without streaming. */
+static void layer_job_start_stream(struct layer_job *j, struct blob_job *b)
+{
+    struct images *s = j->s;
+    if (j->stream || !s->streams_async || !b->ingest)
+        return;
+    struct stream *st = calloc(1, sizeof(*st));
+    if (!st)
+        return;
+    st->s = s;
+    st->fd = fcntl(content_ingest_fd(b->ingest), F_DUPFD_CLOEXEC, 0);
+    st->avail = b->done;
+    memcpy(st->chain_id, j->chain_id, sizeof(st->chain_id));
+    memcpy(st->diff_id, j->diff_id, sizeof(st->diff_id));
+    memcpy(st->digest, j->digest, sizeof(st->digest));
+    memcpy(st->media_type, j->media_type, sizeof(st->media_type));
+    if (st->fd < 0 || uv_mutex_init(&st->mu) < 0) {
+        if (st->fd >= 0)
+            close(st->fd);
+        free(st);
+        return;
+    }
+    if (uv_cond_init(&st->cond) < 0) {
+        uv_mutex_destroy(&st->mu);
+        close(st->fd);
+        free(st);
+        return;
+    }
+    if (uv_thread_create(&st->thread, stream_thread, st) < 0) {
+        stream_free(st);
+        return;
+    }
+    s->pool_jobs++; /* images_busy waits for it like for pool work */
+    st->j = j;
+    j->stream = st;
+}
+
+/* The ingest file of b starts over (restart from zero, or a new attempt):
+ * unpacks of its old content are void. */
+static void blob_restart_streams(struct blob_job *b, bool start_new)
+{
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &b->waiters)
+    {
+        struct layer_job *j = list_entry(pos, struct layer_job, blob_link);
+        if (j->stream) {
+            stream_abort(j->stream);
+            j->stream = NULL;
+        }
+        if (start_new)
+            layer_job_start_stream(j, b);
+    }
+}
+
 static void layer_job_start_unpack(struct layer_job *j)
 {
     if (j->blob) {
@@ -394,6 +642,10 @@ static void layer_job_start_unpack(struct layer_job *j)
     j->unpacking = true;
     struct list_node *pos, *tmp;
     list_for_each_safe(pos, tmp, &j->waiters) emit_progress(list_entry(pos, struct layer_waiter, link)->pull, true);
+    if (j->stream) {
+        stream_set_complete(j->stream);
+        return; /* stream_collect finishes the job */
+    }
     int r = pool(j->s, unpack_work, unpack_done, j);
     if (r < 0) {
         err_sys(&j->err, -r, "unpacking layer %s", j->diff_id);
@@ -490,6 +742,7 @@ static void commit_done(void *data, int status)
             retry = true;
         }
         if (retry) {
+            blob_restart_streams(b, false);
             log_warn("%s; fetching it again", b->err.msg);
             err_clear(&b->err);
             b->done = 0;
@@ -510,6 +763,8 @@ static int blob_on_data(void *data, const uint8_t *buf, size_t len)
     list_for_each_safe(pos, tmp, &b->waiters)
     {
         struct layer_job *j = list_entry(pos, struct layer_job, blob_link);
+        if (j->stream)
+            stream_set_avail(j->stream, b->done);
         struct list_node *wp, *wt;
         list_for_each_safe(wp, wt, &j->waiters) emit_progress(list_entry(wp, struct layer_waiter, link)->pull, false);
     }
@@ -521,7 +776,9 @@ static int blob_on_restart(void *data)
     struct blob_job *b = data;
     b->done = 0;
     b->start_offset = 0;
-    return content_ingest_reset(b->ingest, &b->err);
+    int r = content_ingest_reset(b->ingest, &b->err);
+    blob_restart_streams(b, r == 0);
+    return r;
 }
 
 static void blob_on_done(void *data, const char *endpoint, const err_t *err)
@@ -573,6 +830,8 @@ static void open_done(void *data, int status)
         }
         return;
     }
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &b->waiters) layer_job_start_stream(list_entry(pos, struct layer_job, blob_link), b);
     static const struct registry_blob_callbacks cbs = {
         .on_data = blob_on_data,
         .on_restart = blob_on_restart,
@@ -1392,6 +1651,7 @@ int images_open(uv_loop_t *loop, const struct images_options *opts, struct image
     list_init(&s->layer_jobs);
     list_init(&s->download_queue);
     list_init(&s->configs);
+    list_init(&s->streams_done);
     s->root = strdup(opts->root);
     s->registries_path = strdup(opts->registries_path);
     s->max_downloads = opts->max_concurrent_downloads ? opts->max_concurrent_downloads : 3;
@@ -1421,6 +1681,22 @@ int images_open(uv_loop_t *loop, const struct images_options *opts, struct image
     }
     registry_client_set_config(s->registry, reg);
     s->mountpoint = find_mountpoint(s->root);
+    /* Without it layers are unpacked after their download, as before. */
+    s->streams_async = malloc(sizeof(*s->streams_async));
+    if (s->streams_async && uv_mutex_init(&s->streams_mu) == 0) {
+        if (uv_async_init(loop, s->streams_async, streams_async_cb) == 0) {
+            s->streams_async->data = s;
+            /* Only running unpacks matter, and images_busy counts those. */
+            uv_unref((uv_handle_t *)s->streams_async);
+        } else {
+            uv_mutex_destroy(&s->streams_mu);
+            free(s->streams_async);
+            s->streams_async = NULL;
+        }
+    } else {
+        free(s->streams_async);
+        s->streams_async = NULL;
+    }
     /* Configs of known images, for CreateContainer and ImageStatus. */
     for (size_t i = 0; i < image_store_count(s->store); i++) {
         const struct image_record *rec = image_store_at(s->store, i);
@@ -1487,6 +1763,11 @@ bool images_busy(const struct images *s)
     return s->pool_jobs > 0 || image_store_busy(s->store);
 }
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
 void images_free(struct images *s)
 {
     if (!s)
@@ -1494,6 +1775,11 @@ void images_free(struct images *s)
     while (!list_empty(&s->configs)) {
         struct cached_config *c = list_entry(s->configs.next, struct cached_config, link);
         drop_config(s, c->id);
+    }
+    if (s->streams_async) {
+        /* images_busy was false: no unpack thread is left. */
+        uv_close((uv_handle_t *)s->streams_async, free_handle);
+        uv_mutex_destroy(&s->streams_mu);
     }
     registry_client_free(s->registry);
     image_store_free(s->store);

@@ -93,8 +93,30 @@ static int write_info(int dirfd, const struct layer_info *info, err_t *err)
     return 0;
 }
 
+static ssize_t fd_source_read(void *ctx, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = read(*(int *)ctx, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
 int layer_create(const struct layer_store *s, const char *chain_id, const char *diff_id, const char *blob_path,
                  const char *media_type, const struct unpack_limits *limits, struct layer_info *info, err_t *err)
+{
+    if (layer_exists(s, chain_id))
+        return layer_read_info(s, chain_id, info, err);
+    _cleanup_close_ int blob = open(blob_path, O_RDONLY | O_CLOEXEC);
+    if (blob < 0)
+        return err_sys(err, errno, "opening %s", blob_path);
+    const struct unpack_source src = {fd_source_read, &blob};
+    return layer_create_from(s, chain_id, diff_id, &src, media_type, limits, info, err);
+}
+
+int layer_create_from(const struct layer_store *s, const char *chain_id, const char *diff_id,
+                      const struct unpack_source *src, const char *media_type, const struct unpack_limits *limits,
+                      struct layer_info *info, err_t *err)
 {
     if (layer_exists(s, chain_id))
         return layer_read_info(s, chain_id, info, err);
@@ -105,10 +127,9 @@ int layer_create(const struct layer_store *s, const char *chain_id, const char *
 
     int r;
     _cleanup_close_ int fsfd = -1;
-    _cleanup_close_ int blob = open(blob_path, O_RDONLY | O_CLOEXEC);
     _cleanup_close_ int wfd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (blob < 0 || wfd < 0) {
-        r = err_sys(err, errno, "opening %s", blob < 0 ? blob_path : work);
+    if (wfd < 0) {
+        r = err_sys(err, errno, "opening %s", work);
         goto fail;
     }
     if (mkdirat(wfd, "fs", 0755) < 0) {
@@ -121,7 +142,7 @@ int layer_create(const struct layer_store *s, const char *chain_id, const char *
         goto fail;
     }
     struct unpack_result res;
-    r = layer_unpack(blob, layer_compression_from_media_type(media_type), fsfd, limits, &res, err);
+    r = layer_unpack_from(src, layer_compression_from_media_type(media_type), fsfd, limits, &res, err);
     if (r < 0) {
         err_wrap(err, "unpacking layer %s", diff_id);
         goto fail;

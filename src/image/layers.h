@@ -37,6 +37,14 @@ char *layer_fs_path(const struct layer_store *s, const char *chain_id);
 int layer_create(const struct layer_store *s, const char *chain_id, const char *diff_id, const char *blob_path,
                  const char *media_type, const struct unpack_limits *limits, struct layer_info *info, err_t *err);
 
+/* (blocking) The same, reading the blob from src: the layer is renamed into
+ * place only after src reported the end of the blob, so a source that holds
+ * back its end until the blob is verified keeps unverified bytes out of the
+ * store. */
+int layer_create_from(const struct layer_store *s, const char *chain_id, const char *diff_id,
+                      const struct unpack_source *src, const char *media_type, const struct unpack_limits *limits,
+                      struct layer_info *info, err_t *err);
+
 /* (blocking) Reads a layer's layer.json. */
 int layer_read_info(const struct layer_store *s, const char *chain_id, struct layer_info *info, err_t *err);
 

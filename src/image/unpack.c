@@ -103,7 +103,7 @@ static int fail_sys(err_t *err, int errnum, const char *doing, const char *entry
 /* Turns the blob into the uncompressed tar stream, hashing every byte handed
  * out: what libarchive parses and what the diff_id covers are the same bytes. */
 struct layer_stream {
-    int fd;
+    const struct unpack_source *src;
     enum layer_compression comp; /* resolved: never DETECT */
     unsigned char *in;
     size_t in_pos, in_len;
@@ -141,12 +141,9 @@ static int stream_fill(struct layer_stream *s)
         return 1;
     if (s->in_eof)
         return 0;
-    ssize_t n;
-    do
-        n = read(s->fd, s->in, IN_BUF_SIZE);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = s->src->read(s->src->ctx, s->in, IN_BUF_SIZE);
     if (n < 0) {
-        err_sys(&s->err, errno, "reading layer blob");
+        err_sys(&s->err, (int)-n, "reading layer blob");
         s->failed = true;
         return -1;
     }
@@ -284,11 +281,9 @@ static ssize_t stream_read(struct layer_stream *s, const void **buf)
 static int stream_peek(struct layer_stream *s, size_t want, err_t *err)
 {
     while (s->in_len < want && !s->in_eof) {
-        ssize_t n = read(s->fd, s->in + s->in_len, IN_BUF_SIZE - s->in_len);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = s->src->read(s->src->ctx, s->in + s->in_len, IN_BUF_SIZE - s->in_len);
         if (n < 0)
-            return err_sys(err, errno, "reading layer blob");
+            return err_sys(err, (int)-n, "reading layer blob");
         if (n == 0)
             s->in_eof = true;
         s->in_len += (size_t)n;
@@ -296,9 +291,9 @@ static int stream_peek(struct layer_stream *s, size_t want, err_t *err)
     return 0;
 }
 
-static int stream_init(struct layer_stream *s, int fd, enum layer_compression comp, err_t *err)
+static int stream_init(struct layer_stream *s, const struct unpack_source *src, enum layer_compression comp, err_t *err)
 {
-    s->fd = fd;
+    s->src = src;
     s->in = malloc(IN_BUF_SIZE);
     s->out = malloc(OUT_BUF_SIZE);
     s->dig = digester_new(DIGEST_SHA256);
@@ -1139,8 +1134,24 @@ static int unpack_all(struct unpacker *u, err_t *err)
     return apply_dir_times(u, err);
 }
 
+static ssize_t fd_source_read(void *ctx, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = read(*(int *)ctx, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
 int layer_unpack(int blob_fd, enum layer_compression compression, int dest_dirfd, const struct unpack_limits *limits,
                  struct unpack_result *result, err_t *err)
+{
+    const struct unpack_source src = {fd_source_read, &blob_fd};
+    return layer_unpack_from(&src, compression, dest_dirfd, limits, result, err);
+}
+
+int layer_unpack_from(const struct unpack_source *src, enum layer_compression compression, int dest_dirfd,
+                      const struct unpack_limits *limits, struct unpack_result *result, err_t *err)
 {
     static const struct unpack_limits defaults = UNPACK_LIMITS_DEFAULT;
     memset(result, 0, sizeof(*result));
@@ -1150,14 +1161,14 @@ int layer_unpack(int blob_fd, enum layer_compression compression, int dest_dirfd
     if (r < 0)
         return r;
 
-    struct layer_stream s = {.fd = -1};
+    struct layer_stream s = {0};
     struct unpacker u = {
         .dest = dest_dirfd,
         .lim = limits ? *limits : defaults,
         .s = &s,
         .parent_fd = -1,
     };
-    r = stream_init(&s, blob_fd, compression, err);
+    r = stream_init(&s, src, compression, err);
     if (r >= 0) {
         u.a = archive_read_new();
         if (!u.a || archive_read_support_format_tar(u.a) != ARCHIVE_OK)

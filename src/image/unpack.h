@@ -25,6 +25,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/digest.h"
 #include "util/error.h"
@@ -70,6 +71,17 @@ struct unpack_result {
  * already written stays in dest: the caller removes the whole directory. */
 int layer_unpack(int blob_fd, enum layer_compression compression, int dest_dirfd, const struct unpack_limits *limits,
                  struct unpack_result *result, err_t *err);
+
+/* Where layer_unpack_from reads the blob: `read` fills up to len bytes of
+ * buf and returns how many, 0 at the end of the blob, or a negative errno
+ * (which fails the unpack). It may block, which lets a caller feed the
+ * unpacker a blob that is still downloading. */
+struct unpack_source {
+    ssize_t (*read)(void *ctx, void *buf, size_t len);
+    void *ctx;
+};
+int layer_unpack_from(const struct unpack_source *src, enum layer_compression compression, int dest_dirfd,
+                      const struct unpack_limits *limits, struct unpack_result *result, err_t *err);
 
 /* The compression an OCI or Docker layer media type declares; unknown or
  * NULL → LAYER_COMPRESSION_DETECT, so a registry that labels layers oddly

@@ -200,7 +200,9 @@ def test_remove_image_and_shared_layers(reg, daemon):
     assert ids == [b.config_digest]
     # The base stays for b, a's top goes (removal runs in the background).
     deadline = time.monotonic() + 10
-    while len(layer_dirs(daemon)) != 2 and time.monotonic() < deadline:
+    # (blobs go after layers in the same background job: wait for both)
+    while ((len(layer_dirs(daemon)) != 2 or os.path.exists(blob_path(daemon, a.config_digest)))
+           and time.monotonic() < deadline):
         time.sleep(0.05)
     chains_b = chain_ids([l.diff_id for l in b.layers])
     assert sorted(layer_dirs(daemon)) == sorted(c.split(":")[1] for c in chains_b)

@@ -15,8 +15,8 @@ import uuid
 import grpc
 import pytest
 
-from imagetest import (MiB, blob_path, image_records, ingest_files, layer_dirs, list_images, pull, pull_error,
-                       start_daemon)
+from imagetest import (MiB, blob_path, chain_ids, image_records, ingest_files, layer_dirs, layer_fs, list_images, pull,
+                       pull_error, start_daemon)
 from registry import Client, File, Image, Layer, Proxy, Raw, Registry, Symlink, busybox_image, busybox_layer, push
 from registry.images import OCI_CONFIG, OCI_MANIFEST, sha256
 
@@ -70,6 +70,8 @@ def test_corrupt_blob_fails_and_is_never_used(reg, proxy, daemon):
     # keep its partial file, which the next pull resumes.
     bad_hex = payload.digest.split(":", 1)[1]
     assert [f for f in ingest_files(daemon) if bad_hex in f] == []
+    assert wait_tmp_empty(daemon) == []
+    assert chain_ids([busybox_layer().diff_id, payload.diff_id])[-1].split(":", 1)[1] not in layer_dirs(daemon)
     # Once the registry behaves, the same pull works.
     proxy.clear_faults()
     assert pull(daemon, f"{proxy.host}/{name}:1") == img.config_digest
@@ -175,6 +177,98 @@ def test_edgecri_killed_mid_pull_then_resumes(make_edgecri):
         assert "resuming the download" in e.log()
         assert ingest_files(e) == []
         assert os.listdir(os.path.join(e.root, "layers", ".tmp")) == []
+
+
+def tmp_unpack_dirs(e):
+    d = os.path.join(e.root, "layers", ".tmp")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def wait_tmp_empty(e, timeout=10):
+    """An aborted streaming unpack removes its directory from its own
+    thread, maybe just after the pull answered."""
+    deadline = time.monotonic() + timeout
+    while tmp_unpack_dirs(e) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return tmp_unpack_dirs(e)
+
+
+def unpacked_files(e, sub):
+    """Files under fs/<sub> of every unpack in progress (they come and go)."""
+    out = []
+    for d in tmp_unpack_dirs(e):
+        try:
+            out += os.listdir(os.path.join(e.root, "layers", ".tmp", d, "fs", sub))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def many_files_layer(n, size, compression="gzip"):
+    return Layer([File(f"/data/f{i:03d}", os.urandom(size)) for i in range(n)], compression=compression)
+
+
+def test_layer_unpacks_while_it_downloads(reg, proxy, daemon):
+    # 8 MiB at 1 MiB/s: the unpack must have written files long before the
+    # last byte arrives, and the layer appears under its name only after.
+    payload = many_files_layer(16, MiB // 2)
+    img = Image([busybox_layer(), payload], config={"Cmd": ["sh"], "Env": ["STREAM=1"]})
+    name = unique("faults/stream")
+    push(reg.url, name, img, tag="1")
+    proxy.set_fault("/blobs/" + payload.digest, "throttle", rate=1 * MiB)
+    chain = chain_ids([busybox_layer().diff_id, payload.diff_id])[-1]
+    result = {}
+
+    def do_pull():
+        try:
+            result["id"] = pull(daemon, f"{proxy.host}/{name}:1", timeout=120)
+        except grpc.RpcError as err:
+            result["err"] = err
+
+    t = threading.Thread(target=do_pull)
+    t.start()
+    seen = None
+    deadline = time.monotonic() + 60
+    while t.is_alive() and time.monotonic() < deadline:
+        sent = proxy.blob_stats(name, payload.digest).bytes_sent
+        files = unpacked_files(daemon, "data")
+        if len(files) >= 4 and sent < len(payload.blob) * 3 // 4:
+            seen = (len(files), sent)
+            # Not registered before its blob is complete and verified.
+            assert not os.path.exists(layer_fs(daemon, chain))
+            break
+        time.sleep(0.05)
+    t.join(120)
+    assert result.get("id") == img.config_digest, result.get("err")
+    assert seen, "no unpacked file appeared before the download was three quarters done"
+    assert "unpacking while its blob " + payload.digest in daemon.log()
+    assert any("unpacked:" in l and "while downloading" in l for l in daemon.log().splitlines())
+    with open(os.path.join(layer_fs(daemon, chain), "data", "f015"), "rb") as f:
+        assert f.read() == payload.entries[-1].data()
+    assert tmp_unpack_dirs(daemon) == []
+    assert ingest_files(daemon) == []
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_corrupt_streamed_layer_leaves_no_layer(reg, proxy, daemon, compression):
+    # A byte flipped near the end: an uncompressed layer unpacks all of it
+    # and waits for the digest, a gzip one trips over the CRC first. Either
+    # way the pull fails on the digest and no layer or temp dir remains.
+    payload = many_files_layer(8, MiB // 2, compression)
+    img = Image([busybox_layer(), payload], config={"Cmd": ["sh"], "Env": [f"SC={compression}"]})
+    name = unique("faults/stream-corrupt")
+    push(reg.url, name, img, tag="1")
+    proxy.set_fault("/blobs/" + payload.digest, "corrupt", offset=len(payload.blob) - 5000)
+    proxy.set_fault("/blobs/" + payload.digest, "throttle", rate=4 * MiB)
+    err = pull_error(daemon, f"{proxy.host}/{name}:1")
+    assert err.code() == grpc.StatusCode.DATA_LOSS
+    assert payload.digest in err.details() and "discarded" in err.details()
+    assert_store_clean(daemon, img, payload)
+    chain = chain_ids([busybox_layer().diff_id, payload.diff_id])[-1]
+    assert chain.split(":", 1)[1] not in layer_dirs(daemon)
+    assert wait_tmp_empty(daemon) == []
+    if compression == "none":
+        assert "unpacking while its blob " + payload.digest in daemon.log()
 
 
 def push_lying_image(url, name, tag, config_diff_ids=None, layers=None):

@@ -897,6 +897,66 @@ static void test_blob_offset(void)
     fx_free(&f);
 }
 
+/* A source that hands out a few bytes per call (a blob arriving in pieces)
+ * and can fail at a given offset (a cancelled download). */
+struct trickle {
+    const unsigned char *data;
+    size_t len, pos, fail_at;
+    unsigned calls;
+};
+
+static ssize_t trickle_read(void *ctx, void *buf, size_t len)
+{
+    struct trickle *t = ctx;
+    if (t->pos >= t->fail_at)
+        return -ECANCELED;
+    size_t n = 1 + t->calls++ % 3;
+    if (n > len)
+        n = len;
+    if (n > t->len - t->pos)
+        n = t->len - t->pos;
+    if (n > t->fail_at - t->pos)
+        n = t->fail_at - t->pos;
+    memcpy(buf, t->data + t->pos, n);
+    t->pos += n;
+    return (ssize_t)n;
+}
+
+static void test_source(void)
+{
+    struct buf tar = sample_tar(0);
+    struct buf gz = gzip_of(tar.data, tar.len), zs = zstd_of(tar.data, tar.len);
+    char want[DIGEST_MAX_LEN + 1];
+    digest_buffer(DIGEST_SHA256, tar.data, tar.len, want);
+    const struct buf *blobs[] = {&tar, &gz, &zs};
+    for (size_t i = 0; i < ARRAY_SIZE(blobs); i++) {
+        struct fx f;
+        if (!fx_init(&f))
+            break;
+        struct trickle t = {blobs[i]->data, blobs[i]->len, 0, SIZE_MAX, 0};
+        const struct unpack_source src = {trickle_read, &t};
+        err_t err = ERR_INIT;
+        struct unpack_result res;
+        CHECK_OK(layer_unpack_from(&src, LAYER_COMPRESSION_DETECT, f.destfd, NULL, &res, &err));
+        CHECK_STREQ(res.diff_id, want);
+        CHECK(t.pos == blobs[i]->len);
+        err_clear(&err);
+        fx_free(&f);
+
+        /* A failing source fails the unpack with its errno. */
+        if (!fx_init(&f))
+            break;
+        t = (struct trickle){blobs[i]->data, blobs[i]->len, 0, blobs[i]->len / 2, 0};
+        CHECK(layer_unpack_from(&src, LAYER_COMPRESSION_DETECT, f.destfd, NULL, &res, &err) < 0);
+        CHECK_MSG(err.msg && strstr(err.msg, "reading layer blob"), "message: %s", err.msg ? err.msg : "(none)");
+        err_clear(&err);
+        fx_free(&f);
+    }
+    buf_free(&tar);
+    buf_free(&gz);
+    buf_free(&zs);
+}
+
 static void test_empty_layers(void)
 {
     struct fx f;
@@ -1732,6 +1792,7 @@ int main(void)
     RUN(test_replace);
     RUN(test_diff_id);
     RUN(test_blob_offset);
+    RUN(test_source);
     RUN(test_empty_layers);
     RUN(test_corrupt);
     RUN(test_trailer);
