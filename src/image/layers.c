@@ -93,15 +93,6 @@ static int write_info(int dirfd, const struct layer_info *info, err_t *err)
     return 0;
 }
 
-static ssize_t fd_source_read(void *ctx, void *buf, size_t len)
-{
-    ssize_t n;
-    do
-        n = read(*(int *)ctx, buf, len);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : n;
-}
-
 int layer_create(const struct layer_store *s, const char *chain_id, const char *diff_id, const char *blob_path,
                  const char *media_type, const struct unpack_limits *limits, struct layer_info *info, err_t *err)
 {
@@ -110,7 +101,7 @@ int layer_create(const struct layer_store *s, const char *chain_id, const char *
     _cleanup_close_ int blob = open(blob_path, O_RDONLY | O_CLOEXEC);
     if (blob < 0)
         return err_sys(err, errno, "opening %s", blob_path);
-    const struct unpack_source src = {fd_source_read, &blob};
+    const struct unpack_source src = {unpack_fd_source_read, &blob};
     return layer_create_from(s, chain_id, diff_id, &src, media_type, limits, info, err);
 }
 

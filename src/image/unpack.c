@@ -1134,7 +1134,7 @@ static int unpack_all(struct unpacker *u, err_t *err)
     return apply_dir_times(u, err);
 }
 
-static ssize_t fd_source_read(void *ctx, void *buf, size_t len)
+ssize_t unpack_fd_source_read(void *ctx, void *buf, size_t len)
 {
     ssize_t n;
     do
@@ -1146,7 +1146,7 @@ static ssize_t fd_source_read(void *ctx, void *buf, size_t len)
 int layer_unpack(int blob_fd, enum layer_compression compression, int dest_dirfd, const struct unpack_limits *limits,
                  struct unpack_result *result, err_t *err)
 {
-    const struct unpack_source src = {fd_source_read, &blob_fd};
+    const struct unpack_source src = {unpack_fd_source_read, &blob_fd};
     return layer_unpack_from(&src, compression, dest_dirfd, limits, result, err);
 }
 

@@ -80,6 +80,9 @@ struct unpack_source {
     ssize_t (*read)(void *ctx, void *buf, size_t len);
     void *ctx;
 };
+/* An unpack_source read callback over a file descriptor (ctx: an int *). */
+ssize_t unpack_fd_source_read(void *ctx, void *buf, size_t len);
+
 int layer_unpack_from(const struct unpack_source *src, enum layer_compression compression, int dest_dirfd,
                       const struct unpack_limits *limits, struct unpack_result *result, err_t *err);
 
