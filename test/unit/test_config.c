@@ -452,7 +452,7 @@ static void test_to_json(void)
     json_t *obj = s ? json_loads(s, 0, &jerr) : NULL;
     CHECK_MSG(json_is_object(obj), "config_to_json gave invalid JSON: %s", s ? s : "(null)");
     if (obj) {
-        CHECK_EQ_INT(json_object_size(obj), 17);
+        CHECK_EQ_INT(json_object_size(obj), 23);
         check_json_str(obj, "cni.conf_dir", "/etc/cni/net.d");
         check_json_str(obj, "cni.bin_dirs", "/opt/cni/bin:/usr/lib/cni");
         check_json_str(obj, "network.pod_cidr", "10.88.0.0/16");
@@ -521,7 +521,7 @@ static void test_print_reference(void)
     int lines = 0;
     for (const char *p = buf; p && *p; p++)
         lines += *p == '\n';
-    CHECK_EQ_INT(lines, 17);
+    CHECK_EQ_INT(lines, 23);
     free(buf);
 }
 
