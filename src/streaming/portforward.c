@@ -9,7 +9,7 @@
  *
  * Both directions run until either side closes: the client's FIN shuts our
  * write side down, the target's EOF sends a FIN; the pair is torn down when
- * both happened, or a second after the first one (as containerd does). */
+ * both happened, or a second after the target's EOF (as containerd does). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -170,8 +170,9 @@ static void maybe_done(struct pair *p)
         pair_close(p);
         return;
     }
-    /* One side is done: give the other a moment, then end it. */
-    if (p->client_fin || p->target_eof)
+    /* The target is done: the client gets a moment to finish too. A client
+     * that is done sending still gets the whole answer (half-close). */
+    if (p->target_eof)
         uv_timer_start(&p->timer, on_grace, HALF_CLOSE_GRACE, 0);
 }
 

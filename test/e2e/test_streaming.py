@@ -455,3 +455,6 @@ def test_session_cap(make_edgecri, workdir):
             time.sleep(0.1)
     e.wait()
     e.close()
+    rt = d.runtime()
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
