@@ -458,3 +458,45 @@ def test_session_cap(make_edgecri, workdir):
     rt = d.runtime()
     rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
     rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+
+
+# --- kubectl's own SPDY library ------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def go_spdyclient(tmp_path_factory):
+    """test/go/spdyclient built against Debian's moby/spdystream (GOPATH
+    mode, offline)."""
+    import subprocess
+    out = tmp_path_factory.mktemp("spdyclient")
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "go", "spdyclient", "main.go")
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=str(out / "cache"))
+    proc = subprocess.run(["go", "build", "-o", str(out / "spdyclient"), src], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    yield str(out / "spdyclient")
+    subprocess.run(["chmod", "-R", "u+w", str(out)])
+
+
+def run_go(client, *args, stdin=b""):
+    import subprocess
+    proc = subprocess.run([client, *args], input=stdin, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_spdystream_exec(daemon, sleeper, go_spdyclient):
+    url = exec_url(daemon, sleeper, ["sh", "-c", "cat; echo to-stderr >&2; exit 7"], stdin=True)
+    out = run_go(go_spdyclient, "exec", url, stdin=b"from spdystream\n" * 1000)
+    assert out["protocol"] == "v4.channel.k8s.io"
+    assert out["stdout"] == "from spdystream\n" * 1000
+    assert out["stderr"] == "to-stderr\n"
+    st = json.loads(out["error"])
+    assert st["reason"] == "NonZeroExitCode" and st["details"]["causes"][0]["message"] == "7"
+
+
+def test_spdystream_portforward(daemon, pod, httpd, go_spdyclient):
+    url = pf_url(daemon, pod[0], [httpd])
+    out = run_go(go_spdyclient, "portforward", url, str(httpd), stdin=b"GET /index.html HTTP/1.0\r\n\r\n")
+    assert out["protocol"] == "portforward.k8s.io"
+    assert "hello-from-pod" in out["data"]
+    assert out["error"] == ""
