@@ -99,9 +99,11 @@ class Stream:
 
 
 class SpdyClient:
-    def __init__(self, url, protocols, method="POST", timeout=10, extra_headers=()):
+    def __init__(self, url, protocols, method="POST", timeout=10, extra_headers=(), ssl_context=None):
         u = urllib.parse.urlsplit(url)
         self.sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
+        if u.scheme == "https":
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=u.hostname)
         path = u.path + ("?" + u.query if u.query else "")
         req = (f"{method} {path} HTTP/1.1\r\nHost: {u.netloc}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n")
         for p in protocols:

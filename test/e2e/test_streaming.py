@@ -477,9 +477,10 @@ def go_spdyclient(tmp_path_factory):
     subprocess.run(["chmod", "-R", "u+w", str(out)])
 
 
-def run_go(client, *args, stdin=b""):
+def run_go(client, *args, stdin=b"", env=None):
     import subprocess
-    proc = subprocess.run([client, *args], input=stdin, capture_output=True, timeout=60)
+    proc = subprocess.run([client, *args], input=stdin, capture_output=True, timeout=60,
+                          env=dict(os.environ, **(env or {})))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -500,3 +501,35 @@ def test_spdystream_portforward(daemon, pod, httpd, go_spdyclient):
     assert out["protocol"] == "portforward.k8s.io"
     assert "hello-from-pod" in out["data"]
     assert out["error"] == ""
+
+
+def test_tls_and_idle_timeout(make_edgecri, workdir, go_spdyclient):
+    from registry import TestCA
+    os.makedirs(os.path.join(workdir, "ca"))
+    ca = TestCA(os.path.join(workdir, "ca"))
+    cert, key = ca.issue(cn="127.0.0.1")
+    d = start(make_edgecri, config=f"streaming:\n  tls_cert_file: {cert}\n  tls_key_file: {key}\n"
+                                   "  idle_timeout: 1s\n")
+    log_dir = os.path.join(workdir, "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    cfg = pod_config(log_dir=log_dir)
+    pid = run_pod(d, cfg)
+    cid = running(d, (pid, cfg, log_dir), "s", ["sleep", "3600"])
+    url = exec_url(d, cid, ["sh", "-c", "cat; echo over-tls"], stdin=True)
+    assert url.startswith("https://127.0.0.1:")
+    out = run_go(go_spdyclient, "exec", url, stdin=b"x\n", env={"SPDYCLIENT_CA": ca.ca_file})
+    assert out["stdout"] == "x\nover-tls\n"
+    assert json.loads(out["error"])["status"] == "Success"
+    # A session with no traffic is closed after streaming.idle_timeout.
+    url = exec_url(d, cid, ["sleep", "30"])
+    c = SpdyClient(url, ["v4.channel.k8s.io"], ssl_context=ca.client_context())
+    c.open({"streamtype": "error"})
+    c.open({"streamtype": "stdout"})
+    c.open({"streamtype": "stderr"})
+    t0 = time.monotonic()
+    c.wait_closed(timeout=10)
+    assert time.monotonic() - t0 < 5
+    c.close()
+    rt = d.runtime()
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)

@@ -5,11 +5,14 @@
 // and kubectl run.
 //
 //	spdyclient exec URL              stdin -> the stdin stream; prints JSON
+//	                                 (https: the CA file is $SPDYCLIENT_CA)
 //	spdyclient portforward URL PORT  stdin -> one forwarded connection; prints JSON
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,9 +30,24 @@ func dial(rawurl, protocol string) (*spdystream.Connection, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		return nil, "", err
+	var conn net.Conn
+	if u.Scheme == "https" {
+		// The CA to trust comes from $SPDYCLIENT_CA.
+		pem, err := os.ReadFile(os.Getenv("SPDYCLIENT_CA"))
+		if err != nil {
+			return nil, "", err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		conn, err = tls.Dial("tcp", u.Host, &tls.Config{RootCAs: pool, ServerName: u.Hostname()})
+		if err != nil {
+			return nil, "", err
+		}
+	} else {
+		conn, err = net.Dial("tcp", u.Host)
+		if err != nil {
+			return nil, "", err
+		}
 	}
 	req, _ := http.NewRequest("POST", rawurl, nil)
 	req.Header.Set("Connection", "Upgrade")
