@@ -7,6 +7,8 @@
 #include "util/log.h"
 
 #define CHUNK_MIN  (16u * 1024)
+#define FINISH_MS  (30 * 1000) /* to send what is queued at the end */
+#define LINGER_MS  2000        /* then for the client to close first */
 #define MAX_IOVECS 32
 
 struct chunk {
@@ -18,6 +20,7 @@ struct chunk {
 
 struct conn {
     struct list_node link;
+    struct list_node all; /* every connection not closed yet */
     uv_tcp_t tcp;
     uv_timer_t timer;
     h2o_socket_t *sock;
@@ -40,6 +43,8 @@ struct conn {
 };
 
 static void really_close(struct conn *c);
+
+static struct list_node all_conns = {&all_conns, &all_conns};
 
 struct list_node *conn_link(struct conn *c)
 {
@@ -76,13 +81,16 @@ struct conn *conn_accept(uv_loop_t *loop, uv_stream_t *listener)
     if (!c)
         return NULL;
     list_init(&c->link);
+    list_add_tail(&all_conns, &c->all);
     if (uv_tcp_init(loop, &c->tcp) != 0) {
+        list_del(&c->all);
         free(c);
         return NULL;
     }
     c->tcp.data = c;
     c->handles = 1;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        list_del(&c->all);
         uv_close((uv_handle_t *)&c->tcp, handle_closed);
         return NULL;
     }
@@ -154,12 +162,13 @@ static void on_read(h2o_socket_t *sock, const char *err)
         peer_gone(c);
         return;
     }
-    touch(c);
     if (c->finishing) {
-        /* Lingering: what the client still sends is dropped. */
+        /* Lingering: what the client still sends is dropped (and does not
+         * keep the connection open). */
         h2o_buffer_consume(&sock->input, sock->input->size);
         return;
     }
+    touch(c);
     if (c->h && c->h->on_read) {
         c->in_callback++;
         c->h->on_read(c, c->hdata);
@@ -262,7 +271,10 @@ static void on_written(h2o_socket_t *sock, const char *err)
     if (c->head) {
         flush(c);
     } else if (c->finishing) {
-        conn_close(c);
+        /* All sent: the client closes once it has read it (kubectl closes
+         * after the error stream's end). Closing first could make its SPDY
+         * library drop frames it has received but not yet handed out. */
+        conn_set_timeout(c, LINGER_MS);
         return;
     }
     if (c->congested && c->queued <= CONN_LOW_WATER) {
@@ -353,6 +365,7 @@ static void really_close(struct conn *c)
 {
     c->close_pending = false;
     list_del(&c->link);
+    list_del(&c->all);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     /* h2o closes the TCP handle; tcp_closed frees us once both are gone. */
@@ -377,14 +390,21 @@ void conn_finish(struct conn *c)
         return;
     c->finishing = true;
     c->h = NULL;
-    if (!c->head && !c->writing) {
-        conn_close(c);
-        return;
-    }
     /* Keep reading so a client's close is noticed, but drop its bytes. */
     c->paused = false;
     if (c->started)
         start_reading(c);
-    if (!c->timeout_ms)
-        conn_set_timeout(c, 30 * 1000);
+    /* A client that does not read what is left is not waited for long. */
+    conn_set_timeout(c, c->head || c->writing ? FINISH_MS : LINGER_MS);
+}
+
+void conn_close_all(void)
+{
+    while (!list_empty(&all_conns)) {
+        struct conn *c = list_entry(all_conns.next, struct conn, all);
+        list_del(&c->all);
+        list_init(&c->all);
+        c->in_callback = 0;
+        conn_close(c);
+    }
 }

@@ -56,6 +56,8 @@ void conn_set_timeout(struct conn *c, uint64_t ms);
 
 void conn_finish(struct conn *c);
 void conn_close(struct conn *c);
+/* At exit: closes every connection still open (lingering ones included). */
+void conn_close_all(void);
 
 /* For the server's list of connections. */
 struct list_node *conn_link(struct conn *c);

@@ -85,8 +85,9 @@ struct rc {
     int tty_fd; /* for TIOCSWINSZ */
     uint8_t *pend;
     size_t pend_len, pend_off;
-    bool stdin_closed; /* the client sent EOF */
-    bool in_dead;      /* the process will read no more */
+    bool stdin_closed;   /* the client sent EOF */
+    bool stdin_eof_sent; /* and the process was told */
+    bool in_dead;        /* the process will read no more */
     bool input_paused;
     char resize[RESIZE_BUF];
     size_t resize_len;
@@ -438,8 +439,9 @@ static void start_output(struct rc *rc)
 
 static void close_stdin(struct rc *rc)
 {
-    if (rc->in.fd < 0)
+    if (rc->in.fd < 0 || rc->stdin_eof_sent)
         return;
+    rc->stdin_eof_sent = true;
     if (rc->req->tty) {
         /* A terminal has no EOF of its own: ^D makes a reader in canonical
          * mode see one; the terminal stays for resizing. */
@@ -482,16 +484,24 @@ static bool flush_stdin(struct rc *rc)
     return true;
 }
 
+/* Writes what is parked; once all of it went, the client's input flows
+ * again (and a pending EOF is passed on). */
+static void stdin_progress(struct rc *rc)
+{
+    if (rc->pend && !flush_stdin(rc)) {
+        t_pause(rc);
+        return;
+    }
+    if (rc->stdin_closed)
+        close_stdin(rc);
+    t_resume(rc);
+}
+
 static void on_stdin_writable(uv_poll_t *h, int status, int events)
 {
     (void)status;
     (void)events;
-    struct rc *rc = h->data;
-    if (!flush_stdin(rc))
-        return;
-    if (rc->stdin_closed)
-        close_stdin(rc);
-    t_resume(rc);
+    stdin_progress(h->data);
 }
 
 static int park(struct rc *rc, const uint8_t *p, size_t n)
@@ -620,10 +630,7 @@ static void exec_started(void *data, int pidfd, pid_t pid, const err_t *err)
         return;
     }
     start_output(rc);
-    if (rc->pend && !flush_stdin(rc))
-        t_pause(rc);
-    else if (rc->stdin_closed)
-        close_stdin(rc);
+    stdin_progress(rc);
 }
 
 static int nonblock(int fd)
@@ -748,8 +755,8 @@ static void begin_attach(struct rc *rc)
         else
             close(in_fd);
     }
-    if (rc->pend && rc->in.fd >= 0 && !flush_stdin(rc))
-        t_pause(rc);
+    if (rc->in.fd >= 0)
+        stdin_progress(rc);
 }
 
 static void begin(struct rc *rc)

@@ -446,6 +446,7 @@ void streaming_server_free(struct streaming_server *s)
     if (!s)
         return;
     streaming_server_shutdown(s);
+    conn_close_all();
     tokens_free(s->tokens);
     s->tokens = NULL;
     if (s->ssl_ctx)

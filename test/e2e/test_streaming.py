@@ -533,3 +533,49 @@ def test_tls_and_idle_timeout(make_edgecri, workdir, go_spdyclient):
     rt = d.runtime()
     rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
     rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+
+
+def test_hostile_requests(daemon, sleeper):
+    url = exec_url(daemon, sleeper, ["true"])
+    base = url.split("/exec/")[0]
+    host, port = base.split("//")[1].split(":")
+    port = int(port)
+
+    def raw(data, read=True):
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(data)
+        out = b""
+        while read:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        return out
+
+    assert raw(b"\x16\x03\x01garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b"GET /exec/x HTTP/1.1\r\n" + b"X-Filler: " + b"a" * 20000 + b"\r\n\r\n").startswith(b"HTTP/1.1 431")
+    assert raw(b"DELETE /exec/abc HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
+    # WebSocket garbage after a good handshake: only that connection ends.
+    ws = ws_connect(exec_url(daemon, sleeper, ["sleep", "5"], stdin=True), "v4.channel.k8s.io")
+    ws.sock.sendall(os.urandom(256))
+    ws_collect(ws)
+    ws.close()
+    e = Exec(exec_url(daemon, sleeper, ["echo", "still-fine"]))
+    assert e.wait()[0] == b"still-fine\n"
+    e.close()
+
+
+def test_shutdown_with_open_sessions(daemon, sleeper, pod, httpd):
+    e = Exec(exec_url(daemon, sleeper, ["sh", "-c", "echo up; exec sleep 600"]))
+    e.c.wait(lambda: b"up" in e.stdout.data)
+    c = SpdyClient(pf_url(daemon, pod[0], [httpd]), ["portforward.k8s.io"])
+    c.open({"streamtype": "error", "port": str(httpd), "requestid": "1"})
+    c.open({"streamtype": "data", "port": str(httpd), "requestid": "1"})
+    # SIGTERM ends every session and the daemon exits 0 (checked at teardown).
+    assert daemon.stop() == 0
+    e.c.wait_closed(timeout=10)
+    c.wait_closed(timeout=10)
+    e.close()
+    c.close()
+    daemon.start()
