@@ -15,7 +15,7 @@ IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig", "Get
                "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "ListPodSandbox", "StreamPodSandboxes",
                "UpdatePodSandboxResources", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer",
                "ListContainers", "StreamContainers", "ContainerStatus", "UpdateContainerResources",
-               "ReopenContainerLog", "ExecSync"}
+               "ReopenContainerLog", "ExecSync", "Exec", "Attach", "PortForward"}
 
 
 def test_version(edgecri):
