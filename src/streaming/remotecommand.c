@@ -785,8 +785,9 @@ static int spdy_on_stream(void *data, struct spdy_stream *st)
     for (int ch = 0; type && ch < N_CH; ch++) {
         if (strcmp(type, stream_types[ch]) != 0 || rc->st[ch])
             continue;
-        if (ch == CH_RESIZE && rc->version < 3)
-            break;
+        if ((ch == CH_RESIZE && (rc->version < 3 || !rc->req->tty)) || (ch == CH_STDIN && !rc->req->in) ||
+            (ch == CH_STDOUT && !rc->req->out) || (ch == CH_STDERR && !rc->req->err))
+            break; /* not part of this session: accepted, ignored */
         rc->st[ch] = st;
         st->app = rc;
         if (++rc->received == rc->expected)

@@ -594,3 +594,28 @@ def test_shutdown_with_open_sessions(make_edgecri, workdir, monkeypatch):
     rt = d.runtime()
     rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
     rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+
+
+def test_attach_websocket_and_tty(daemon, pod):
+    cid = running(daemon, pod, "term", ["sh", "-c", "while read line; do echo got:$line; /bin/busybox stty size; done"],
+                  stdin=True, tty=True)
+    rt = daemon.runtime()
+    with pytest.raises(grpc.RpcError) as exc:
+        rt.Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True), timeout=10)  # tty mismatch
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    url = rt.Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True, tty=True), timeout=10).url
+    ws = ws_connect(url, "v5.channel.k8s.io")
+    ws.send_binary(b"\x04" + b'{"Width":90,"Height":30}\n')
+    time.sleep(0.2)
+    ws.send_binary(b"\x00hi\n")
+    got = b""
+    deadline = time.monotonic() + 10
+    while b"30 90" not in got and time.monotonic() < deadline:
+        data = ws.recv()
+        if data and data[0] == 1:
+            got += data[1:]
+    assert b"got:hi" in got and b"30 90" in got, got
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2), timeout=30)
+    chans = ws_collect(ws)
+    ws.close()
+    assert json.loads(bytes(chans[3]))["status"] == "Success"
