@@ -619,3 +619,31 @@ def test_attach_websocket_and_tty(daemon, pod):
     chans = ws_collect(ws)
     ws.close()
     assert json.loads(bytes(chans[3]))["status"] == "Success"
+
+
+def test_portforward_into_pod_network_namespace(daemon, workdir, go_spdyclient):
+    """A pod with its own network namespace: the target listens on the pod's
+    loopback, which the host cannot reach; port-forward gets there."""
+    log_dir = os.path.join(workdir, "netlogs")
+    os.makedirs(log_dir, exist_ok=True)
+    cfg = pod_config(log_dir=log_dir, host_network=False)
+    pid = run_pod(daemon, cfg)
+    try:
+        port = free_port()
+        running(daemon, (pid, cfg, log_dir), "web", ["sh", "-c", "mkdir -p /tmp/www && echo inside-netns > "
+                                                                  "/tmp/www/index.html && exec /bin/busybox httpd -f "
+                                                                  f"-p 127.0.0.1:{port} -h /tmp/www"])
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        deadline = time.monotonic() + 10
+        while True:
+            out = run_go(go_spdyclient, "portforward", pf_url(daemon, pid, [port]), str(port),
+                         stdin=b"GET /index.html HTTP/1.0\r\n\r\n")
+            if "inside-netns" in out["data"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # httpd may not listen yet
+        assert "inside-netns" in out["data"], out
+    finally:
+        rt = daemon.runtime()
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pid), timeout=60)
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pid), timeout=60)
