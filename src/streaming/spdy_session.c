@@ -46,10 +46,12 @@ static void stream_free(struct spdy_session *s, struct spdy_stream *st)
     free(st);
 }
 
-/* Closed both ways (or reset) and released by the application. */
+/* Released by the application and closed on our side: what the client may
+ * still send for it is dropped like data for any stream we let go of, so a
+ * client that never half-closes cannot pile streams up. */
 static void maybe_free(struct spdy_session *s, struct spdy_stream *st)
 {
-    if (st->released && (st->reset || (st->remote_fin && st->local_fin)))
+    if (st->released && !st->in_setup && (st->reset || st->local_fin))
         stream_free(s, st);
 }
 
@@ -155,7 +157,10 @@ static void on_syn_stream(struct spdy_session *s, const struct spdy_event *ev)
     st->local_fin = ev->flags & SPDY_FLAG_UNIDIRECTIONAL;
     list_add_tail(&s->streams, &st->link);
     s->n_streams++;
-    if (s->app->on_stream(s->app_data, st) < 0) {
+    st->in_setup = true; /* not freed under our feet by spdy_release */
+    int accepted = s->app->on_stream(s->app_data, st);
+    if (accepted < 0) {
+        st->in_setup = false;
         st->reset = true;
         st->released = true;
         send_rst(s, id, SPDY_REFUSED_STREAM);
@@ -175,6 +180,9 @@ static void on_syn_stream(struct spdy_session *s, const struct spdy_event *ev)
     }
     if (st->remote_fin && s->app->on_fin)
         s->app->on_fin(s->app_data, st);
+    st->in_setup = false;
+    if (!s->finished)
+        maybe_free(s, st);
 }
 
 static void on_control(struct spdy_session *s, const struct spdy_event *ev)
