@@ -197,8 +197,8 @@ static int set_value(struct config *c, const struct config_key *k, const char *v
     case KEY_IP: {
         struct in6_addr a6;
         if (inet_pton(AF_INET, value, &a6) != 1 && inet_pton(AF_INET6, value, &a6) != 1)
-            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not an IP address", where,
-                           k->name, value);
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not an IP address", where, k->name,
+                           value);
         free(*(char **)field);
         *(char **)field = strdup(value);
         return *(char **)field ? 0 : err_sys(err, ENOMEM, "%s: key %s", where, k->name);
