@@ -497,7 +497,8 @@ static int validate(const struct config *c, const struct origins *o, const char 
                        origin_of(o, key, name), key, c->root_dir);
     }
     if (!*c->streaming_tls_cert_file != !*c->streaming_tls_key_file) {
-        const char *key = *c->streaming_tls_cert_file ? "streaming.tls_key_file" : "streaming.tls_cert_file";
+        /* Point at the one that was given. */
+        const char *key = *c->streaming_tls_cert_file ? "streaming.tls_cert_file" : "streaming.tls_key_file";
         return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
                        "%s: key %s: streaming.tls_cert_file and streaming.tls_key_file go together",
                        origin_of(o, key, name), key);

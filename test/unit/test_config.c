@@ -292,6 +292,33 @@ static void test_network_keys(void)
     EXPECT_ERROR("network:\n  pod_cidr: 300.1.0.0/16\n", 2, "network.pod_cidr", "network.pod_cidr");
 }
 
+static void test_streaming_keys(void)
+{
+    struct config c;
+    err_t err = ERR_INIT;
+    CHECK_OK(load(&c, "", NULL, &err));
+    CHECK_STREQ(c.streaming_address, "127.0.0.1");
+    CHECK_EQ_U64(c.streaming_port, 0);
+    CHECK_EQ_U64(c.streaming_idle_timeout_ms, 4ULL * 3600 * 1000);
+    config_free(&c);
+    CHECK_OK(load(&c,
+                  "streaming:\n  address: \"::1\"\n  port: 10250\n  idle_timeout: 30m\n  max_sessions: 8\n"
+                  "  tls_cert_file: /etc/edgecri/s.crt\n  tls_key_file: /etc/edgecri/s.key\n",
+                  NULL, &err));
+    CHECK_STREQ(c.streaming_address, "::1");
+    CHECK_EQ_U64(c.streaming_port, 10250);
+    CHECK_EQ_U64(c.streaming_idle_timeout_ms, 30ULL * 60 * 1000);
+    CHECK_EQ_U64(c.streaming_max_sessions, 8);
+    CHECK_STREQ(c.streaming_tls_key_file, "/etc/edgecri/s.key");
+    config_free(&c);
+    err_clear(&err);
+    EXPECT_ERROR("streaming:\n  address: localhost\n", 2, "streaming.address", "not an IP address");
+    EXPECT_ERROR("streaming:\n  port: 70000\n", 2, "streaming.port", "out of range");
+    EXPECT_ERROR("streaming:\n  max_sessions: 0\n", 2, "streaming.max_sessions", "out of range");
+    EXPECT_ERROR("streaming:\n  tls_cert_file: /etc/s.crt\n", 2, "streaming.tls_cert_file", "go together");
+    EXPECT_ERROR("streaming:\n  tls_key_file: relative.key\n", 2, "streaming.tls_key_file", "absolute");
+}
+
 static void test_overrides(void)
 {
     struct config c;
@@ -603,6 +630,7 @@ int main(void)
     RUN(test_errors);
     RUN(test_image_keys);
     RUN(test_network_keys);
+    RUN(test_streaming_keys);
     RUN(test_overrides);
     RUN(test_unreloadable_changes);
     RUN(test_apply_reloadable);
