@@ -51,7 +51,7 @@ enum transport { TRANSPORT_SPDY, TRANSPORT_WEBSOCKET };
 /* remotecommand.c: exec and attach; `version` is the negotiated
  * remotecommand protocol (1-5). */
 void remotecommand_start(struct streaming_server *srv, struct conn *c, struct stream_request *req, enum transport t,
-                         int version);
+                         int version, bool base64);
 /* portforward.c */
 void portforward_start(struct streaming_server *srv, struct conn *c, struct stream_request *req, enum transport t,
-                       const char *query);
+                       const char *query, bool base64);

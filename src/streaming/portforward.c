@@ -574,20 +574,18 @@ static const struct spdy_app spdy_app = {
     .on_timeout = on_timeout,
 };
 
-static void ws_on_message(void *data, const uint8_t *b, size_t n, bool binary)
+static void ws_on_message(void *data, int ch, const uint8_t *b, size_t n)
 {
     struct pf *pf = data;
-    if (n == 0 || !binary)
-        return;
-    unsigned idx = b[0] / 2;
-    if (b[0] % 2)
+    if (ch < 0 || ch % 2)
         return; /* the error channels are ours to write */
+    unsigned idx = (unsigned)ch / 2;
     struct list_node *pos, *tmp;
     list_for_each_safe(pos, tmp, &pf->pairs)
     {
         struct pair *p = list_entry(pos, struct pair, link);
         if ((unsigned)p->index == idx) {
-            client_data(p, b + 1, n - 1);
+            client_data(p, b, n);
             return;
         }
     }
@@ -631,7 +629,7 @@ static size_t ws_ports(const struct stream_request *req, const char *query, uint
 }
 
 void portforward_start(struct streaming_server *srv, struct conn *c, struct stream_request *req, enum transport t,
-                       const char *query)
+                       const char *query, bool base64)
 {
     struct pf *pf = calloc(1, sizeof(*pf));
     struct pod *pod = pods_find(srv->pods, req->id);
@@ -666,7 +664,7 @@ void portforward_start(struct streaming_server *srv, struct conn *c, struct stre
     }
     uint16_t ports[MAX_WS_PORTS];
     size_t n = ws_ports(req, query, ports);
-    pf->ws = ws_session_new(c, &ws_app, pf, srv->idle_timeout_ms);
+    pf->ws = ws_session_new(c, &ws_app, pf, srv->idle_timeout_ms, base64);
     if (!pf->ws || n == 0) {
         if (pf->ws)
             ws_finish(pf->ws, 1008);

@@ -881,21 +881,18 @@ static void on_streams_timeout(uv_timer_t *t)
 
 /* --- WebSocket ------------------------------------------------------------------ */
 
-static void ws_on_message(void *data, const uint8_t *p, size_t n, bool binary)
+static void ws_on_message(void *data, int ch, const uint8_t *p, size_t n)
 {
     struct rc *rc = data;
-    if (n == 0 || !binary)
-        return; /* base64 variants are not offered */
-    uint8_t ch = p[0];
     if (ch == CH_CLOSE && rc->version >= 5) {
-        if (n == 2 && p[1] == CH_STDIN)
+        if (n == 1 && p[0] == CH_STDIN)
             stdin_eof(rc);
         return;
     }
     if (ch == CH_STDIN)
-        stdin_data(rc, p + 1, n - 1);
+        stdin_data(rc, p, n);
     else if (ch == CH_RESIZE)
-        resize_data(rc, p + 1, n - 1);
+        resize_data(rc, p, n);
 }
 
 static const struct ws_app ws_app = {
@@ -914,7 +911,7 @@ static void shutdown_cb(struct session *s)
 }
 
 void remotecommand_start(struct streaming_server *srv, struct conn *c, struct stream_request *req, enum transport t,
-                         int version)
+                         int version, bool base64)
 {
     struct rc *rc = calloc(1, sizeof(*rc));
     if (!rc) {
@@ -946,7 +943,7 @@ void remotecommand_start(struct streaming_server *srv, struct conn *c, struct st
         uv_timer_start(&rc->timer, on_streams_timeout, srv->stream_creation_timeout_ms, 0);
         spdy_session_start(rc->spdy);
     } else {
-        rc->ws = ws_session_new(c, &ws_app, rc, srv->idle_timeout_ms);
+        rc->ws = ws_session_new(c, &ws_app, rc, srv->idle_timeout_ms, base64);
         if (!rc->ws) {
             conn_close(c);
             rc->t_open = false;

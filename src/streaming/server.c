@@ -29,8 +29,9 @@
 static const char *const rc_spdy_protocols[] = {"v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
                                                 "channel.k8s.io"};
 static const char *const pf_spdy_protocols[] = {"portforward.k8s.io"};
-static const char *const rc_ws_protocols[] = {"v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"};
-static const char *const pf_ws_protocols[] = {"v4.channel.k8s.io"};
+static const char *const rc_ws_protocols[] = {"v5.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io",
+                                              "channel.k8s.io", "base64.channel.k8s.io"};
+static const char *const pf_ws_protocols[] = {"v4.channel.k8s.io", "v4.base64.channel.k8s.io"};
 
 uint64_t streaming_now_ms(const struct streaming_server *srv)
 {
@@ -159,9 +160,9 @@ static void upgrade_spdy(struct streaming_server *srv, struct conn *c, const str
     conn_write(c, resp, (size_t)n);
     conn_consume(c, h->head_len);
     if (pf)
-        portforward_start(srv, c, req, TRANSPORT_SPDY, h->query);
+        portforward_start(srv, c, req, TRANSPORT_SPDY, h->query, false);
     else
-        remotecommand_start(srv, c, req, TRANSPORT_SPDY, version_of(proto));
+        remotecommand_start(srv, c, req, TRANSPORT_SPDY, version_of(proto), false);
 }
 
 static void upgrade_websocket(struct streaming_server *srv, struct conn *c, const struct http_head *h,
@@ -195,10 +196,11 @@ static void upgrade_websocket(struct streaming_server *srv, struct conn *c, cons
                      accept, protoline);
     conn_write(c, resp, (size_t)n);
     conn_consume(c, h->head_len);
+    bool base64 = strstr(proto, "base64") != NULL;
     if (pf)
-        portforward_start(srv, c, req, TRANSPORT_WEBSOCKET, h->query);
+        portforward_start(srv, c, req, TRANSPORT_WEBSOCKET, h->query, base64);
     else
-        remotecommand_start(srv, c, req, TRANSPORT_WEBSOCKET, *proto ? version_of(proto) : 1);
+        remotecommand_start(srv, c, req, TRANSPORT_WEBSOCKET, *proto ? version_of(proto) : 1, base64);
 }
 
 static void dispatch(struct streaming_server *srv, struct conn *c, const struct http_head *h)

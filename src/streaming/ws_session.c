@@ -1,6 +1,7 @@
 #include "streaming/ws_session.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wslay/wslay.h>
@@ -17,6 +18,7 @@ struct ws_session {
     const struct ws_app *app;
     void *app_data;
     bool paused, finished, dispatching, gone;
+    bool base64;
 };
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
@@ -55,9 +57,26 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     struct ws_session *s = user;
     if (s->finished)
         return;
-    if (arg->opcode == WSLAY_BINARY_FRAME || arg->opcode == WSLAY_TEXT_FRAME) {
-        if (s->app->on_message)
-            s->app->on_message(s->app_data, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
+    if (arg->msg_length == 0 || !s->app->on_message)
+        return;
+    if (arg->opcode == WSLAY_BINARY_FRAME && !s->base64) {
+        s->app->on_message(s->app_data, arg->msg[0], arg->msg + 1, arg->msg_length - 1);
+    } else if (arg->opcode == WSLAY_TEXT_FRAME && s->base64) {
+        /* '0' + channel, then standard base64 with padding ('=' only as
+         * the last one or two characters). */
+        const uint8_t *b64 = arg->msg + 1;
+        size_t n = arg->msg_length - 1, pad = 0;
+        while (pad < 2 && pad < n && b64[n - 1 - pad] == '=')
+            pad++;
+        if (n % 4 || memchr(b64, '=', n - pad))
+            return;
+        uint8_t *out = malloc(n / 4 * 3 + 1);
+        if (!out)
+            return;
+        int len = EVP_DecodeBlock(out, b64, (int)n);
+        if (len >= (int)pad)
+            s->app->on_message(s->app_data, arg->msg[0] - '0', out, (size_t)len - pad);
+        free(out);
     }
     /* Pings are answered and a close is acknowledged by wslay itself. */
 }
@@ -137,7 +156,8 @@ static const struct conn_handler handler = {
     .on_timeout = on_timeout,
 };
 
-struct ws_session *ws_session_new(struct conn *c, const struct ws_app *app, void *app_data, uint64_t idle_timeout_ms)
+struct ws_session *ws_session_new(struct conn *c, const struct ws_app *app, void *app_data, uint64_t idle_timeout_ms,
+                                  bool base64)
 {
     struct ws_session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -153,6 +173,7 @@ struct ws_session *ws_session_new(struct conn *c, const struct ws_app *app, void
     }
     wslay_event_config_set_max_recv_msg_length(s->ctx, MAX_MESSAGE);
     s->conn = c;
+    s->base64 = base64;
     s->app = app;
     s->app_data = app_data;
     conn_set_handler(c, &handler, s);
@@ -168,19 +189,26 @@ void ws_session_start(struct ws_session *s)
         pump(s);
 }
 
-int ws_send(struct ws_session *s, int prefix, const void *p, size_t n)
+int ws_send(struct ws_session *s, int channel, const void *p, size_t n)
 {
     if (s->finished)
         return -1;
-    uint8_t *msg = malloc(n + 1);
+    size_t cap = s->base64 ? 1 + (n + 2) / 3 * 4 + 1 : n + 1;
+    uint8_t *msg = malloc(cap);
     if (!msg)
         return -1;
-    size_t off = 0;
-    if (prefix >= 0)
-        msg[off++] = (uint8_t)prefix;
-    if (n)
-        memcpy(msg + off, p, n);
-    struct wslay_event_msg m = {.opcode = WSLAY_BINARY_FRAME, .msg = msg, .msg_length = off + n};
+    size_t len;
+    if (s->base64) {
+        msg[0] = (uint8_t)('0' + channel);
+        len = 1 + (size_t)EVP_EncodeBlock(msg + 1, p, (int)n);
+    } else {
+        msg[0] = (uint8_t)channel;
+        if (n)
+            memcpy(msg + 1, p, n);
+        len = n + 1;
+    }
+    struct wslay_event_msg m = {
+        .opcode = s->base64 ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME, .msg = msg, .msg_length = len};
     int r = wslay_event_queue_msg(s->ctx, &m);
     free(msg);
     if (r != 0)

@@ -1,7 +1,8 @@
 /* A WebSocket connection after the opening handshake (server side), framed
- * by wslay: whole messages in, binary messages out, pings answered, a close
- * handshake at the end. The Kubernetes channel protocols put a channel
- * byte in front of every message; that is the caller's business. */
+ * by wslay, carrying Kubernetes' channel protocols: every message starts
+ * with its channel, a byte in binary messages ("channel.k8s.io") or a digit
+ * before base64 in text messages ("base64.channel.k8s.io"). Pings are
+ * answered and the close handshake done here. */
 #pragma once
 
 #include <stdbool.h>
@@ -13,18 +14,19 @@
 struct ws_session;
 
 struct ws_app {
-    void (*on_message)(void *app, const uint8_t *p, size_t n, bool binary);
+    /* One message, its channel taken off (and decoded from base64). */
+    void (*on_message)(void *app, int channel, const uint8_t *p, size_t n);
     void (*on_drain)(void *app);
     /* The peer closed or broke the connection: let go of the session. */
     void (*on_gone)(void *app);
     void (*on_timeout)(void *app);
 };
 
-struct ws_session *ws_session_new(struct conn *c, const struct ws_app *app, void *app_data, uint64_t idle_timeout_ms);
+struct ws_session *ws_session_new(struct conn *c, const struct ws_app *app, void *app_data, uint64_t idle_timeout_ms,
+                                  bool base64);
 void ws_session_start(struct ws_session *s);
-/* One binary message: `prefix` (the channel byte, or none when < 0) then
- * the data. */
-int ws_send(struct ws_session *s, int prefix, const void *p, size_t n);
+/* One message on `channel`. */
+int ws_send(struct ws_session *s, int channel, const void *p, size_t n);
 bool ws_congested(struct ws_session *s);
 void ws_pause(struct ws_session *s);
 void ws_resume(struct ws_session *s);

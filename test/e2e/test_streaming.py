@@ -313,10 +313,35 @@ def test_websocket_exec_v4_tty(daemon, sleeper):
     assert json.loads(bytes(chans[3]))["status"] == "Success"
 
 
+def test_websocket_base64(daemon, sleeper):
+    import base64
+    url = exec_url(daemon, sleeper, ["sh", "-c", "head -c 5; echo; echo e >&2"], stdin=True)
+    ws = ws_connect(url, "v4.base64.channel.k8s.io")
+    assert ws.getsubprotocol() == "v4.base64.channel.k8s.io"
+    for junk in ("0====", "0abc", "0", "9AAAA"):  # bad base64, no payload, no such channel: ignored
+        ws.send(junk)
+    ws.send("0" + base64.b64encode(b"\x00\xffab\n").decode())
+    out = {}
+    while True:
+        try:
+            op, data = ws.recv_data()
+        except websocket.WebSocketConnectionClosedException:
+            break
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+        assert op == websocket.ABNF.OPCODE_TEXT
+        out.setdefault(chr(data[0]), b"")
+        out[chr(data[0])] += base64.b64decode(data[1:])
+    ws.close()
+    assert out["1"] == b"\x00\xffab\n\n"
+    assert out["2"] == b"e\n"
+    assert json.loads(out["3"])["status"] == "Success"
+
+
 def test_websocket_unsupported_protocol(daemon, sleeper):
     url = exec_url(daemon, sleeper, ["true"])
     with pytest.raises(websocket.WebSocketBadStatusException) as exc:
-        ws_connect(url, "base64.channel.k8s.io")
+        ws_connect(url, "v9.channel.k8s.io")
     assert exc.value.status_code == 403
 
 
