@@ -31,6 +31,7 @@ TEST_PACKAGES=(
   golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
   procps python3-h2 util-linux iproute2 iptables containernetworking-plugins
   docker-registry busybox-static zstd apache2-utils python3-cryptography openssl
+  python3-websocket golang-github-docker-spdystream-dev
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

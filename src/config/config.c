@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <yaml.h>
 
@@ -24,6 +25,7 @@ enum key_type {
     KEY_PATH_OR_EMPTY, /* "" means a default derived at run time */
     KEY_PATH_LIST,     /* absolute paths separated by ':' */
     KEY_CIDR,          /* "" or a pod CIDR list (validated by the network module) */
+    KEY_IP,            /* an IPv4 or IPv6 address literal */
     KEY_LOG_LEVEL,
     KEY_CGROUP_DRIVER,
     KEY_SIZE,
@@ -75,6 +77,17 @@ static const struct config_key keys[] = {
      "subnet of the built-in pod network when kubelet sends none (empty: none)"},
     {"images.max_file_size", KEY_SIZE, FIELD(images_max_file_size), 1ULL << 20, 1ULL << 40, false,
      "largest single file a layer may contain"},
+    {"streaming.address", KEY_IP, FIELD(streaming_address), 0, 0, false,
+     "address the exec/attach/port-forward server listens on (the URLs kubelet is given point there)"},
+    {"streaming.port", KEY_UINT, FIELD(streaming_port), 0, 65535, false, "its TCP port (0: any free port)"},
+    {"streaming.tls_cert_file", KEY_PATH_OR_EMPTY, FIELD(streaming_tls_cert_file), 0, 0, false,
+     "PEM certificate chain: with tls_key_file, the streaming server speaks https"},
+    {"streaming.tls_key_file", KEY_PATH_OR_EMPTY, FIELD(streaming_tls_key_file), 0, 0, false,
+     "PEM private key of tls_cert_file"},
+    {"streaming.idle_timeout", KEY_DURATION, FIELD(streaming_idle_timeout_ms), 1000, 24ULL * 3600 * 1000, false,
+     "a streaming session with no traffic for this long is closed"},
+    {"streaming.max_sessions", KEY_UINT, FIELD(streaming_max_sessions), 1, 4096, false,
+     "streaming sessions open at once; more are refused with 503"},
 };
 
 void config_init_defaults(struct config *c)
@@ -97,13 +110,19 @@ void config_init_defaults(struct config *c)
     c->cni_conf_dir = strdup("/etc/cni/net.d");
     c->cni_bin_dirs = strdup("/opt/cni/bin:/usr/lib/cni");
     c->pod_cidr = strdup("10.88.0.0/16");
+    c->streaming_address = strdup("127.0.0.1");
+    c->streaming_port = 0;
+    c->streaming_tls_cert_file = strdup("");
+    c->streaming_tls_key_file = strdup("");
+    c->streaming_idle_timeout_ms = 4ULL * 3600 * 1000;
+    c->streaming_max_sessions = 32;
 }
 
 void config_free(struct config *c)
 {
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
         if (keys[i].type == KEY_ABS_PATH || keys[i].type == KEY_PATH_OR_EMPTY || keys[i].type == KEY_PATH_LIST ||
-            keys[i].type == KEY_CIDR) {
+            keys[i].type == KEY_CIDR || keys[i].type == KEY_IP) {
             char **p = (char **)((char *)c + keys[i].offset);
             free(*p);
             *p = NULL;
@@ -174,6 +193,15 @@ static int set_value(struct config *c, const struct config_key *k, const char *v
         free(*(char **)field);
         *(char **)field = norm;
         return 0;
+    }
+    case KEY_IP: {
+        struct in6_addr a6;
+        if (inet_pton(AF_INET, value, &a6) != 1 && inet_pton(AF_INET6, value, &a6) != 1)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "%s: key %s: \"%s\" is not an IP address", where, k->name,
+                           value);
+        free(*(char **)field);
+        *(char **)field = strdup(value);
+        return *(char **)field ? 0 : err_sys(err, ENOMEM, "%s: key %s", where, k->name);
     }
     case KEY_LOG_LEVEL:
         r = log_level_parse(value);
@@ -468,6 +496,13 @@ static int validate(const struct config *c, const struct origins *o, const char 
                        "%s: key %s: root and state must be different directories (both are %s)",
                        origin_of(o, key, name), key, c->root_dir);
     }
+    if (!*c->streaming_tls_cert_file != !*c->streaming_tls_key_file) {
+        /* Point at the one that was given. */
+        const char *key = *c->streaming_tls_cert_file ? "streaming.tls_cert_file" : "streaming.tls_key_file";
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "%s: key %s: streaming.tls_cert_file and streaming.tls_key_file go together",
+                       origin_of(o, key, name), key);
+    }
     return 0;
 }
 
@@ -532,6 +567,7 @@ static void format_value(const struct config *c, const struct config_key *k, cha
     case KEY_PATH_OR_EMPTY:
     case KEY_PATH_LIST:
     case KEY_CIDR:
+    case KEY_IP:
         snprintf(buf, n, "%s", *(char *const *)field);
         break;
     case KEY_LOG_LEVEL:
@@ -589,7 +625,8 @@ void config_apply_reloadable(struct config *dst, const struct config *src)
         case KEY_ABS_PATH:
         case KEY_PATH_OR_EMPTY:
         case KEY_PATH_LIST:
-        case KEY_CIDR: {
+        case KEY_CIDR:
+        case KEY_IP: {
             char *copy = strdup(*(char *const *)s);
             if (copy) {
                 free(*(char **)d);
@@ -634,6 +671,7 @@ static bool values_equal(const struct config *a, const struct config *b, const s
     case KEY_PATH_OR_EMPTY:
     case KEY_PATH_LIST:
     case KEY_CIDR:
+    case KEY_IP:
         return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
     case KEY_LOG_LEVEL:
     case KEY_CGROUP_DRIVER:

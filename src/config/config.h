@@ -43,6 +43,11 @@ struct config {
     char *cni_conf_dir;
     char *cni_bin_dirs; /* colon separated */
     char *pod_cidr;     /* for the built-in network until kubelet sends one */
+    char *streaming_address;
+    uint64_t streaming_port;
+    char *streaming_tls_cert_file, *streaming_tls_key_file; /* "" → plain http */
+    uint64_t streaming_idle_timeout_ms;
+    uint64_t streaming_max_sessions;
 };
 
 /* Values given on the command line; they win over the file, also on reload. */

@@ -82,3 +82,8 @@ void cri_stream_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessa
 /* The containers' event hook (data: the daemon): publishes to
  * GetContainerEvents subscribers. */
 void cri_container_event(void *data, enum container_event ev, const struct container *c);
+
+/* streaming_service.c */
+void cri_exec(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_attach(struct grpc_call *call, const ProtobufCMessage *request);
+void cri_port_forward(struct grpc_call *call, const ProtobufCMessage *request);

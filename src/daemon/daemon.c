@@ -19,6 +19,7 @@
 #include "runtime/containers.h"
 #include "runtime/pods.h"
 #include "runtime/spawn.h"
+#include "streaming/streaming.h"
 #include "loop/loop.h"
 #include "net/pod_cidr.h"
 #include "util/cleanup.h"
@@ -75,6 +76,9 @@ static void close_everything(struct edgecri *d)
     uv_close((uv_handle_t *)&handles.wait_timer, NULL);
     grpc_server_free(d->grpc);
     d->grpc = NULL;
+    /* Before the containers: sessions refer to them. */
+    streaming_server_free(d->streaming);
+    d->streaming = NULL;
     images_free(d->images);
     d->images = NULL;
     image_import_dir_shutdown();
@@ -93,7 +97,8 @@ static void on_wait_persistence(uv_timer_t *t)
 {
     struct edgecri *d = t->data;
     if (pod_cidr_busy(d->pod_cidr) || (d->images && images_busy(d->images)) || image_import_dir_busy() ||
-        (d->pods && pods_busy(d->pods)) || (d->containers && containers_busy(d->containers)))
+        (d->pods && pods_busy(d->pods)) || (d->containers && containers_busy(d->containers)) ||
+        streaming_server_busy(d->streaming))
         return; /* the timer repeats */
     uv_timer_stop(t);
     close_everything(d);
@@ -121,6 +126,8 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     d->stopping = true;
+    /* Streams are open-ended: they end now, like GetContainerEvents. */
+    streaming_server_shutdown(d->streaming);
     log_info("%s: stopping (waiting up to %llums for in-flight calls)", strsignal(signum),
              (unsigned long long)d->config.shutdown_timeout_ms);
     grpc_server_shutdown(d->grpc, d->config.shutdown_timeout_ms, on_grpc_drained, d);
@@ -218,6 +225,19 @@ static int start(struct edgecri *d, err_t *err)
     pods_set_container_hooks(d->pods, &hooks);
     /* Image removal and GC keep the layers a container's root is built on. */
     images_set_layer_user(d->images, containers_use_layer, d->containers);
+
+    struct streaming_options sopts = {
+        .address = d->config.streaming_address,
+        .port = (uint16_t)d->config.streaming_port,
+        .tls_cert_file = d->config.streaming_tls_cert_file,
+        .tls_key_file = d->config.streaming_tls_key_file,
+        .idle_timeout_ms = d->config.streaming_idle_timeout_ms,
+        .max_sessions = (size_t)d->config.streaming_max_sessions,
+        .containers = d->containers,
+        .pods = d->pods,
+    };
+    if ((r = streaming_server_start(loop_get(), &sopts, &d->streaming, err)) < 0)
+        return r;
 
     size_t n_methods;
     struct grpc_method *methods = cri_methods(&n_methods);

@@ -15,6 +15,7 @@ struct images;
 struct cgroup_manager;
 struct cni;
 struct pods;
+struct streaming_server;
 
 struct edgecri {
     struct config config;
@@ -32,6 +33,7 @@ struct edgecri {
     struct cni *cni;
     struct pods *pods;
     struct containers *containers;
+    struct streaming_server *streaming; /* exec, attach, port-forward */
     int self_exe_fd;
 
     bool stopping;

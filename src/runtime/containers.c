@@ -381,6 +381,8 @@ static void destroy_cgroup_later(struct containers *s, const char *path)
     }
 }
 
+static void attach_container_exited(struct container *c); /* the attach section, at the end */
+
 static void exited(struct containers *s, struct container *c, const struct process_exit *e)
 {
     struct cpriv *p = P(c);
@@ -419,6 +421,7 @@ static void exited(struct containers *s, struct container *c, const struct proce
     log_info("container %s (%s) exited with %d (%s)", c->id, c->name, c->exit_code, c->reason);
     save(c, NULL, NULL);
     emit(s, CONTAINER_EVENT_STOPPED, c);
+    attach_container_exited(c);
     finish_waiters(c, NULL);
 }
 
@@ -2274,4 +2277,122 @@ void containers_free(struct containers *s)
     free(s->state);
     free(s->empty_dir);
     free(s);
+}
+
+/* --- attach (for the streaming server) ------------------------------------------------------------ */
+
+/* The log pump has a single tap: it points at the container, and this
+ * list fans each chunk out to every attached client of that container. */
+struct container_attach {
+    struct list_node link;
+    struct container *c;
+    containers_attach_out_fn out;
+    containers_attach_end_fn end;
+    void *data;
+    bool detached;
+};
+
+static struct list_node attaches = {&attaches, &attaches};
+static int attach_dispatching;
+
+static void attach_reap(void)
+{
+    if (attach_dispatching)
+        return;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &attaches)
+    {
+        struct container_attach *a = list_entry(pos, struct container_attach, link);
+        if (a->detached) {
+            list_del(&a->link);
+            free(a);
+        }
+    }
+}
+
+static bool attach_has(const struct container *c)
+{
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &attaches)
+    {
+        struct container_attach *a = list_entry(pos, struct container_attach, link);
+        if (a->c == c && !a->detached)
+            return true;
+    }
+    return false;
+}
+
+static void attach_tap(void *data, int stream, const uint8_t *buf, size_t len)
+{
+    struct container *c = data;
+    attach_dispatching++;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &attaches)
+    {
+        struct container_attach *a = list_entry(pos, struct container_attach, link);
+        if (a->c == c && !a->detached)
+            a->out(a->data, stream, buf, len);
+    }
+    attach_dispatching--;
+    attach_reap();
+}
+
+/* Called by exited(), after the pump's last output. */
+static void attach_container_exited(struct container *c)
+{
+    attach_dispatching++;
+    struct list_node *pos, *tmp;
+    list_for_each_safe(pos, tmp, &attaches)
+    {
+        struct container_attach *a = list_entry(pos, struct container_attach, link);
+        if (a->c == c && !a->detached) {
+            a->detached = true;
+            a->end(a->data);
+        }
+    }
+    attach_dispatching--;
+    attach_reap();
+}
+
+struct container_attach *containers_attach(struct containers *s, const char *id, containers_attach_out_fn out,
+                                           containers_attach_end_fn end, void *data, int *stdin_fd, err_t *err)
+{
+    struct container *c = containers_find(s, id);
+    *stdin_fd = -1;
+    if (!c) {
+        err_set(err, ERR_NOT_FOUND, ENOENT, "container %s not found", id);
+        return NULL;
+    }
+    if (c->state != CONTAINER_RUNNING || !P(c)->pump) {
+        err_set(err, ERR_FAILED_PRECONDITION, EINVAL, "container %s is not running", c->id);
+        return NULL;
+    }
+    struct container_attach *a = calloc(1, sizeof(*a));
+    if (!a) {
+        err_sys(err, ENOMEM, "attaching to container %s", c->id);
+        return NULL;
+    }
+    if (P(c)->stdin_fd >= 0 && (*stdin_fd = fcntl(P(c)->stdin_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+        err_sys(err, errno, "attaching to container %s", c->id);
+        free(a);
+        return NULL;
+    }
+    a->c = c;
+    a->out = out;
+    a->end = end;
+    a->data = data;
+    list_add_tail(&attaches, &a->link);
+    logpump_set_tap(P(c)->pump, attach_tap, c);
+    return a;
+}
+
+void containers_detach(struct container_attach *a)
+{
+    if (!a || a->detached)
+        return;
+    a->detached = true;
+    struct container *c = a->c;
+    if (!attach_has(c) && P(c)->pump)
+        logpump_set_tap(P(c)->pump, NULL, NULL);
+    attach_reap();
 }

@@ -127,3 +127,18 @@ const Runtime__V1__LinuxContainerResources *container_resources(const struct con
 /* The signal StopContainer sends first (the request's, else the image's,
  * else SIGTERM). */
 int container_stop_signal(const struct container *c);
+
+/* Attach (the streaming server's): taps a running container's output while
+ * it still goes to the log; several clients may attach at once. `out` gets
+ * every chunk read (stream 0 stdout, 1 stderr; a TTY's output is all 0);
+ * `end` runs once when the container exits, after its last output. On
+ * success *stdin_fd is a duplicate of the container's stdin (the caller's to
+ * close) or -1 when the container was not created with stdin; with a TTY
+ * and stdin it is the terminal, so TIOCSWINSZ on it resizes. */
+struct container_attach;
+typedef void (*containers_attach_out_fn)(void *data, int stream, const uint8_t *buf, size_t len);
+typedef void (*containers_attach_end_fn)(void *data);
+struct container_attach *containers_attach(struct containers *s, const char *id, containers_attach_out_fn out,
+                                           containers_attach_end_fn end, void *data, int *stdin_fd, err_t *err);
+/* No more calls after this; safe from inside `out`. */
+void containers_detach(struct container_attach *a);

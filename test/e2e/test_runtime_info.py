@@ -17,7 +17,8 @@ IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig", "Get
                "ListContainers", "StreamContainers", "ContainerStatus", "UpdateContainerResources",
                "ReopenContainerLog", "ExecSync", "ContainerStats", "ListContainerStats", "StreamContainerStats",
                "PodSandboxStats", "ListPodSandboxStats", "StreamPodSandboxStats", "ListMetricDescriptors",
-               "ListPodSandboxMetrics", "StreamPodSandboxMetrics"}
+               "ListPodSandboxMetrics", "StreamPodSandboxMetrics", "Exec", "Attach",
+               "PortForward"}
 
 
 def test_version(edgecri):

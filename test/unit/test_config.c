@@ -292,6 +292,33 @@ static void test_network_keys(void)
     EXPECT_ERROR("network:\n  pod_cidr: 300.1.0.0/16\n", 2, "network.pod_cidr", "network.pod_cidr");
 }
 
+static void test_streaming_keys(void)
+{
+    struct config c;
+    err_t err = ERR_INIT;
+    CHECK_OK(load(&c, "", NULL, &err));
+    CHECK_STREQ(c.streaming_address, "127.0.0.1");
+    CHECK_EQ_U64(c.streaming_port, 0);
+    CHECK_EQ_U64(c.streaming_idle_timeout_ms, 4ULL * 3600 * 1000);
+    config_free(&c);
+    CHECK_OK(load(&c,
+                  "streaming:\n  address: \"::1\"\n  port: 10250\n  idle_timeout: 30m\n  max_sessions: 8\n"
+                  "  tls_cert_file: /etc/edgecri/s.crt\n  tls_key_file: /etc/edgecri/s.key\n",
+                  NULL, &err));
+    CHECK_STREQ(c.streaming_address, "::1");
+    CHECK_EQ_U64(c.streaming_port, 10250);
+    CHECK_EQ_U64(c.streaming_idle_timeout_ms, 30ULL * 60 * 1000);
+    CHECK_EQ_U64(c.streaming_max_sessions, 8);
+    CHECK_STREQ(c.streaming_tls_key_file, "/etc/edgecri/s.key");
+    config_free(&c);
+    err_clear(&err);
+    EXPECT_ERROR("streaming:\n  address: localhost\n", 2, "streaming.address", "not an IP address");
+    EXPECT_ERROR("streaming:\n  port: 70000\n", 2, "streaming.port", "out of range");
+    EXPECT_ERROR("streaming:\n  max_sessions: 0\n", 2, "streaming.max_sessions", "out of range");
+    EXPECT_ERROR("streaming:\n  tls_cert_file: /etc/s.crt\n", 2, "streaming.tls_cert_file", "go together");
+    EXPECT_ERROR("streaming:\n  tls_key_file: relative.key\n", 2, "streaming.tls_key_file", "absolute");
+}
+
 static void test_overrides(void)
 {
     struct config c;
@@ -452,7 +479,7 @@ static void test_to_json(void)
     json_t *obj = s ? json_loads(s, 0, &jerr) : NULL;
     CHECK_MSG(json_is_object(obj), "config_to_json gave invalid JSON: %s", s ? s : "(null)");
     if (obj) {
-        CHECK_EQ_INT(json_object_size(obj), 17);
+        CHECK_EQ_INT(json_object_size(obj), 23);
         check_json_str(obj, "cni.conf_dir", "/etc/cni/net.d");
         check_json_str(obj, "cni.bin_dirs", "/opt/cni/bin:/usr/lib/cni");
         check_json_str(obj, "network.pod_cidr", "10.88.0.0/16");
@@ -521,7 +548,7 @@ static void test_print_reference(void)
     int lines = 0;
     for (const char *p = buf; p && *p; p++)
         lines += *p == '\n';
-    CHECK_EQ_INT(lines, 17);
+    CHECK_EQ_INT(lines, 23);
     free(buf);
 }
 
@@ -603,6 +630,7 @@ int main(void)
     RUN(test_errors);
     RUN(test_image_keys);
     RUN(test_network_keys);
+    RUN(test_streaming_keys);
     RUN(test_overrides);
     RUN(test_unreloadable_changes);
     RUN(test_apply_reloadable);
