@@ -358,7 +358,7 @@ def free_port():
 @pytest.fixture
 def httpd(daemon, pod):
     port = free_port()
-    cid = running(daemon, pod, "web", ["sh", "-c", f"mkdir -p /tmp/www && echo hello-from-pod > /tmp/www/index.html"
+    running(daemon, pod, "web", ["sh", "-c", f"mkdir -p /tmp/www && echo hello-from-pod > /tmp/www/index.html"
                                                f" && exec /bin/busybox httpd -f -p 127.0.0.1:{port} -h /tmp/www"])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
