@@ -3,7 +3,6 @@ mounts, the pod's files, devices, hostile image symlinks under mount
 targets, PID namespace modes, oom_score_adj, cgroup limits, and a start that
 fails for a real reason."""
 import os
-import subprocess
 
 import grpc
 import pytest

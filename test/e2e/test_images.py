@@ -15,7 +15,7 @@ import pytest
 
 import api_pb2 as pb
 from conftest import BIN
-from imagetest import (MiB, blob_path, chain_ids, image_records, ingest_files, layer_dirs, layer_fs, list_images,
+from imagetest import (MiB, blob_path, chain_ids, layer_dirs, layer_fs, list_images,
                        pull, pull_error, remove, start_daemon, status)
 from registry import (Dir, File, Image, Index, Layer, Opaque, Proxy, Registry, Symlink, Whiteout, busybox_image,
                       busybox_layer, marker_image, multiarch_index, push)

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 import api_pb2 as pb
-from ctrtest import container_config, create, import_busybox, pod_config, run_pod, run_to_exit, start, status, \
+from ctrtest import container_config, create, import_busybox, pod_config, run_pod, run_to_exit, start, \
     wait_state
 
 MiB = 1024 * 1024
