@@ -22,7 +22,12 @@ def env(make_edgecri, workdir):
     log_dir = os.path.join(workdir, "logs")
     os.makedirs(log_dir, exist_ok=True)
     cfg = pod_config(log_dir=log_dir)
-    return e, run_pod(e, cfg), cfg
+    pod_id = run_pod(e, cfg)
+    yield e, pod_id, cfg
+    # Containers outlive the daemon by design: remove the pod (and so its
+    # containers) rather than leave them running on the machine.
+    if e.proc is not None:
+        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
 
 
 class Subscriber:

@@ -24,7 +24,11 @@ def env(make_edgecri, workdir):
     os.makedirs(log_dir, exist_ok=True)
     cfg = pod_config(log_dir=log_dir)
     pod_id = run_pod(e, cfg)
-    return e, pod_id, cfg, log_dir
+    yield e, pod_id, cfg, log_dir
+    # Containers outlive the daemon by design: remove the pod (and so its
+    # containers) rather than leave them running on the machine.
+    if e.proc is not None:
+        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
 
 
 def started(e, pod_id, cfg, name, command, **kw):
