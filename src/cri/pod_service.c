@@ -167,10 +167,44 @@ struct pod_status_msg {
     Runtime__V1__PodIP *extra;
     Runtime__V1__PodIP **extra_ptrs;
     Runtime__V1__NamespaceOption nso;
+    Runtime__V1__UserNamespace userns;
+    Runtime__V1__IDMapping *idmaps;  /* uids then gids */
+    Runtime__V1__IDMapping **idptrs; /* the same */
     Runtime__V1__Namespace ns;
     Runtime__V1__LinuxPodSandboxStatus lx;
     struct map_out labels, annotations;
 };
+
+/* The pod's user namespace as it was asked for: mode POD and its mappings. */
+static int userns_status_fill(struct pod_status_msg *m, const struct userns_map *um)
+{
+    size_t n = um->n_uids + um->n_gids;
+    m->idmaps = calloc(n, sizeof(*m->idmaps));
+    m->idptrs = calloc(n, sizeof(*m->idptrs));
+    if (!m->idmaps || !m->idptrs) {
+        free(m->idmaps);
+        free(m->idptrs);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct userns_range *r = i < um->n_uids ? &um->uids[i] : &um->gids[i - um->n_uids];
+        Runtime__V1__IDMapping idm = RUNTIME__V1__IDMAPPING__INIT;
+        idm.container_id = r->container_id;
+        idm.host_id = r->host_id;
+        idm.length = r->length;
+        m->idmaps[i] = idm;
+        m->idptrs[i] = &m->idmaps[i];
+    }
+    Runtime__V1__UserNamespace u = RUNTIME__V1__USER_NAMESPACE__INIT;
+    m->userns = u;
+    m->userns.mode = RUNTIME__V1__NAMESPACE_MODE__POD;
+    m->userns.n_uids = um->n_uids;
+    m->userns.uids = m->idptrs;
+    m->userns.n_gids = um->n_gids;
+    m->userns.gids = m->idptrs + um->n_uids;
+    m->nso.userns_options = &m->userns;
+    return 0;
+}
 
 static int pod_status_msg_init(struct pod_status_msg *m, const struct pod *pod)
 {
@@ -206,6 +240,11 @@ static int pod_status_msg_init(struct pod_status_msg *m, const struct pod *pod)
     m->nso.network = (Runtime__V1__NamespaceMode)pod->net_mode;
     m->nso.pid = (Runtime__V1__NamespaceMode)pod->pid_mode;
     m->nso.ipc = (Runtime__V1__NamespaceMode)pod->ipc_mode;
+    if (pod->userns_map && userns_status_fill(m, pod->userns_map) < 0) {
+        free(m->extra);
+        free(m->extra_ptrs);
+        return -ENOMEM;
+    }
     Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
     m->ns = ns;
     m->ns.options = &m->nso;
@@ -233,6 +272,8 @@ static int pod_status_msg_init(struct pod_status_msg *m, const struct pod *pod)
 
 static void pod_status_msg_free(struct pod_status_msg *m)
 {
+    free(m->idmaps);
+    free(m->idptrs);
     free(m->extra);
     free(m->extra_ptrs);
     map_free(&m->labels);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include "cri/cri.h"
 #include "cri/grpc_server.h"
 #include "daemon/daemon.h"
@@ -70,6 +71,29 @@ static bool kernel_has_mount_setattr(void)
     return known;
 }
 
+/* Pods with their own user namespace need the kernel to allow user
+ * namespaces at all and to take idmapped layers under overlayfs (Linux
+ * 5.19); a setting or kernel that refuses shows up at RunPodSandbox too,
+ * with the reason. */
+static bool kernel_has_userns_idmapped_overlay(void)
+{
+    static int known = -1;
+    if (known >= 0)
+        return known;
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    long max_userns = 0;
+    FILE *f = fopen("/proc/sys/user/max_user_namespaces", "re");
+    if (f) {
+        if (fscanf(f, "%ld", &max_userns) != 1)
+            max_userns = 0;
+        fclose(f);
+    }
+    known = uname(&u) == 0 && sscanf(u.release, "%u.%u", &major, &minor) == 2 &&
+            (major > 5 || (major == 5 && minor >= 19)) && max_userns > 0 && kernel_has_mount_setattr();
+    return known;
+}
+
 void cri_status(struct grpc_call *call, const ProtobufCMessage *request)
 {
     const Runtime__V1__StatusRequest *req = (const Runtime__V1__StatusRequest *)request;
@@ -92,7 +116,7 @@ void cri_status(struct grpc_call *call, const ProtobufCMessage *request)
     /* What kubelet puts into the node's status: one (default) handler. */
     Runtime__V1__RuntimeHandlerFeatures hf = RUNTIME__V1__RUNTIME_HANDLER_FEATURES__INIT;
     hf.recursive_read_only_mounts = kernel_has_mount_setattr();
-    hf.user_namespaces = false; /* not supported yet: refused with UNIMPLEMENTED */
+    hf.user_namespaces = kernel_has_userns_idmapped_overlay();
     Runtime__V1__RuntimeHandler handler = RUNTIME__V1__RUNTIME_HANDLER__INIT;
     handler.name = (char *)"";
     handler.features = &hf;

@@ -396,6 +396,34 @@ static size_t *mount_order(const Runtime__V1__ContainerConfig *cfg)
     return order;
 }
 
+/* kubelet gives every mount of a pod with its own user namespace the
+ * pod's mappings (containerd idmaps them so): files owned by the host's
+ * root show as the container's root. Only the pod's mapping is offered,
+ * through the pod's user namespace. */
+static int idmapped_mount_check(const struct mount_inputs *in, const Runtime__V1__Mount *m, err_t *err)
+{
+    const char *path = m->container_path;
+    if (!in->userns)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "mount %s: uid/gid mappings (an idmapped mount) need the pod's user namespace, and the pod has "
+                       "none",
+                       path);
+    struct userns_range uids[USERNS_MAX_MAPPINGS], gids[USERNS_MAX_MAPPINGS];
+    size_t nu = 0, ng = 0;
+    if (userns_ranges_from_cri(m->uidmappings, m->n_uidmappings, uids, &nu, "uid", err) < 0 ||
+        userns_ranges_from_cri(m->gidmappings, m->n_gidmappings, gids, &ng, "gid", err) < 0) {
+        err_wrap(err, "mount %s", path);
+        return -EINVAL;
+    }
+    if (!userns_ranges_equal(uids, nu, in->userns->uids, in->userns->n_uids) ||
+        !userns_ranges_equal(gids, ng, in->userns->gids, in->userns->n_gids))
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "mount %s: its uid/gid mappings differ from the pod's user namespace (an idmapped mount "
+                       "takes the pod's)",
+                       path);
+    return 0;
+}
+
 static int cri_mounts(struct plan_builder *b, const struct mount_inputs *in, err_t *err)
 {
     const Runtime__V1__ContainerConfig *cfg = in->cfg;
@@ -412,10 +440,9 @@ static int cri_mounts(struct plan_builder *b, const struct mount_inputs *in, err
         if (m->image && m->image->image && *m->image->image)
             return err_set(err, ERR_UNIMPLEMENTED, ENOTSUP, "mount %s: image volumes are not supported by edgecri yet",
                            m->container_path);
-        if (m->n_uidmappings || m->n_gidmappings)
-            return err_set(err, ERR_UNIMPLEMENTED, ENOTSUP,
-                           "mount %s: idmapped mounts need user namespaces, which edgecri does not support yet",
-                           m->container_path);
+        bool idmap = m->n_uidmappings || m->n_gidmappings;
+        if (idmap && idmapped_mount_check(in, m, err) < 0)
+            return -EINVAL;
         if (!m->host_path || m->host_path[0] != '/')
             return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "mount %s: host path \"%s\" is not absolute",
                            m->container_path, m->host_path ? m->host_path : "");
@@ -457,6 +484,7 @@ static int cri_mounts(struct plan_builder *b, const struct mount_inputs *in, err
                    .propagation = prop,
                    .recursive = true,
                    .create_file = !S_ISDIR(st.st_mode),
+                   .idmap_userns_fd = idmap ? in->userns_fd : 0,
                });
         if (!b->oom && m->recursive_read_only)
             b->p->ops[b->p->n_ops - 1].recursive_readonly = true;
@@ -491,6 +519,19 @@ int container_mount_plan(const struct mount_inputs *in, struct mount_plan *out, 
     struct plan_builder b = {.p = out};
     const Runtime__V1__ContainerConfig *cfg = in->cfg;
     const unsigned long nse = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    /* These are mounted from the host's side: with a user namespace their
+     * owner ids are given as the host's ids of the container's root and tty
+     * group, so they look as they would without one. */
+    char dev_options[96] = "mode=755,size=65536k", devpts_options[96] = "newinstance,ptmxmode=0666,mode=0620,gid=5";
+    uint32_t root_uid, root_gid, tty_gid;
+    if (in->userns && userns_to_host(in->userns->uids, in->userns->n_uids, 0, &root_uid) &&
+        userns_to_host(in->userns->gids, in->userns->n_gids, 0, &root_gid)) {
+        snprintf(dev_options, sizeof(dev_options), "mode=755,size=65536k,uid=%u,gid=%u", root_uid, root_gid);
+        if (userns_to_host(in->userns->gids, in->userns->n_gids, 5, &tty_gid))
+            snprintf(devpts_options, sizeof(devpts_options), "newinstance,ptmxmode=0666,mode=0620,gid=%u", tty_gid);
+        else
+            snprintf(devpts_options, sizeof(devpts_options), "newinstance,ptmxmode=0666,mode=0620");
+    }
 
     add(&b,
         (struct spawn_op){.kind = SPAWN_OP_MOUNT, .source = "proc", .target = "/proc", .fstype = "proc", .flags = nse});
@@ -502,7 +543,7 @@ int container_mount_plan(const struct mount_inputs *in, struct mount_plan *out, 
                                   .source = "tmpfs",
                                   .target = "/dev",
                                   .fstype = "tmpfs",
-                                  .data = "mode=755,size=65536k",
+                                  .data = dev_options,
                                   .flags = MS_NOSUID | MS_STRICTATIME});
         standard_devices(&b);
     }
@@ -510,7 +551,7 @@ int container_mount_plan(const struct mount_inputs *in, struct mount_plan *out, 
                               .source = "devpts",
                               .target = "/dev/pts",
                               .fstype = "devpts",
-                              .data = "newinstance,ptmxmode=0666,mode=0620,gid=5",
+                              .data = devpts_options,
                               .flags = MS_NOSUID | MS_NOEXEC});
     add(&b, (struct spawn_op){.kind = SPAWN_OP_BIND, .source = in->shm, .target = "/dev/shm", .recursive = true});
     add(&b, (struct spawn_op){

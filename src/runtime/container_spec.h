@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "api.pb-c.h"
+#include "runtime/userns.h"
 #include "image/image_config.h"
 #include "runtime/spawn.h"
 #include "util/error.h"
@@ -56,6 +57,11 @@ struct mount_inputs {
      * and the options naming its controllers ("cpu,cpuacct") */
     const char *const *v1_names, *const *v1_options;
     size_t n_v1;
+    /* The pod's user namespace (NULL: none) and an fd on it for idmapped
+     * mounts (CRI mounts that carry uid/gid mappings, which must be the
+     * pod's). */
+    const struct userns_map *userns;
+    int userns_fd;
 };
 
 /* The ordered filesystem steps for the spawn plan. Strings are owned by

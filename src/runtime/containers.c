@@ -504,6 +504,53 @@ static void create_written(void *data, const err_t *err)
     free(x);
 }
 
+static bool gid_mapped(const struct userns_map *m, gid_t gid)
+{
+    uint32_t h;
+    return userns_to_host(m->gids, m->n_gids, gid, &h);
+}
+
+/* A container of a pod with a user namespace runs in it: the request may
+ * repeat the pod's mappings (kubelet does) but not differ, and its user
+ * and groups must be ids the namespace maps, or setresuid would fail at
+ * start with a bare EINVAL. */
+static int check_userns(const struct pod *pod, const struct container *c,
+                        const Runtime__V1__LinuxContainerSecurityContext *sc, err_t *err)
+{
+    const Runtime__V1__NamespaceOption *nso = sc ? sc->namespace_options : NULL;
+    _cleanup_free_ struct userns_map *want = NULL;
+    if (nso && nso->userns_options && userns_from_cri(nso->userns_options, &want, err) < 0)
+        return -EINVAL;
+    const struct userns_map *m = pod->userns_map;
+    if (!m) {
+        if (want)
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                           "the container asks for a user namespace, and its pod sandbox %s has none", pod->id);
+        return 0;
+    }
+    if (nso && nso->userns_options && !want)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "the container asks for the host's user namespace, and its pod sandbox %s has its own", pod->id);
+    if (want && (!userns_ranges_equal(want->uids, want->n_uids, m->uids, m->n_uids) ||
+                 !userns_ranges_equal(want->gids, want->n_gids, m->gids, m->n_gids)))
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL,
+                       "the container's user namespace mappings differ from its pod sandbox's");
+    if (sc && sc->privileged)
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "a privileged container cannot run in a user namespace");
+    uint32_t h;
+    if (!userns_to_host(m->uids, m->n_uids, c->uid, &h))
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "user %u is not mapped in the pod's user namespace",
+                       (unsigned)c->uid);
+    for (size_t i = 0; i < c->n_groups; i++)
+        if (!gid_mapped(m, c->groups[i]))
+            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "group %u is not mapped in the pod's user namespace",
+                           (unsigned)c->groups[i]);
+    if (!gid_mapped(m, c->gid))
+        return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "group %u is not mapped in the pod's user namespace",
+                       (unsigned)c->gid);
+    return 0;
+}
+
 static int mount_rootfs(struct containers *s, struct container *c, err_t *err)
 {
     struct cpriv *p = P(c);
@@ -512,10 +559,23 @@ static int mount_rootfs(struct containers *s, struct container *c, err_t *err)
         n_layers++;
     if (n_layers == 0)
         return err_set(err, ERR_DATA_LOSS, EINVAL, "container %s has no image layers recorded", c->id);
-    _cleanup_free_ char *upper = NULL, *work = NULL;
-    if (asprintf(&upper, "%s/upper", p->dir) < 0 || asprintf(&work, "%s/work", p->dir) < 0)
+    _cleanup_free_ char *upper = NULL, *work = NULL, *scratch = NULL;
+    if (asprintf(&upper, "%s/upper", p->dir) < 0 || asprintf(&work, "%s/work", p->dir) < 0 ||
+        asprintf(&scratch, "%s/idmapped", p->dir) < 0)
         return err_sys(err, ENOMEM, "container %s", c->id);
+    struct pod *pod = pods_find(s->pods, c->pod_id);
+    const struct userns_map *um = pod ? pod->userns_map : NULL;
+    _cleanup_close_ int userns_fd = -1;
+    if (um && (userns_fd = open(pod->userns, O_RDONLY | O_CLOEXEC)) < 0)
+        return err_sys(err, errno, "opening the user namespace of pod %s", pod->id);
+    bool fresh = access(upper, F_OK) < 0;
     int r = fs_mkdir_p(upper, 0755, err);
+    /* The overlay's root is the upper directory's: in a user namespace it
+     * belongs to the container's root (once; later chowns inside stay). */
+    uint32_t ru, rg;
+    if (r == 0 && um && fresh && userns_to_host(um->uids, um->n_uids, 0, &ru) &&
+        userns_to_host(um->gids, um->n_gids, 0, &rg) && chown(upper, ru, rg) < 0)
+        r = err_sys(err, errno, "chown %s", upper);
     if (r == 0)
         r = fs_mkdir_p(work, 0700, err);
     if (r == 0)
@@ -528,7 +588,10 @@ static int mount_rootfs(struct containers *s, struct container *c, err_t *err)
     for (size_t i = 0; i < n_layers; i++)
         if (!(lowers[i] = images_layer_path(s->images, p->chain_ids[i])))
             r = err_sys(err, ENOMEM, "container %s", c->id);
-    if (r == 0)
+    if (r == 0 && um)
+        r = rootfs_mount_idmapped((const char *const *)lowers, n_layers, userns_fd, scratch, upper, work, p->rootfs,
+                                  err);
+    else if (r == 0)
         r = rootfs_mount((const char *const *)lowers, n_layers, s->empty_dir, upper, work, p->rootfs, err);
     for (size_t i = 0; i < n_layers; i++)
         free(lowers[i]);
@@ -722,6 +785,8 @@ void containers_create(struct containers *s, const char *pod_id, const Runtime__
         if (p->stop_signal <= 0)
             p->stop_signal = SIGTERM;
     }
+    if (r == 0)
+        r = check_userns(pod, c, sc, &err);
     /* Capabilities and the seccomp profile are checked (and the profile
      * compiled) now, so a bad name or profile fails CreateContainer. */
     if (r == 0) {
@@ -732,7 +797,7 @@ void containers_create(struct containers *s, const char *pod_id, const Runtime__
     /* The mounts are checked now (host paths, devices) for an early error;
      * they are planned again at start. */
     if (r == 0) {
-        struct mount_inputs mi = {.cfg = c->config, .shm = pod->shm, .cgroup_version = 2};
+        struct mount_inputs mi = {.cfg = c->config, .shm = pod->shm, .cgroup_version = 2, .userns = pod->userns_map};
         struct mount_plan mp;
         r = container_mount_plan(&mi, &mp, &err);
         if (r == 0)
@@ -1156,6 +1221,12 @@ void containers_start(struct containers *s, const char *id, containers_done_fn d
         }
         join[n_join++] = (struct spawn_ns){fd, CLONE_NEWIPC};
     }
+    int userns = -1;
+    if (pod->userns && (userns = keep_fd(x, open(pod->userns, O_RDONLY | O_CLOEXEC))) < 0) {
+        err_sys(&err, errno, "opening the user namespace of pod %s", pod->id);
+        start_failed(x, &err);
+        return;
+    }
     uint64_t clone_flags = CLONE_NEWNS;
     enum ns_mode pid_mode = nso ? (enum ns_mode)nso->pid : NS_MODE_CONTAINER;
     if (pid_mode == NS_MODE_POD) {
@@ -1208,6 +1279,8 @@ void containers_start(struct containers *s, const char *id, containers_done_fn d
         .v1_names = v1_names,
         .v1_options = v1_opts,
         .n_v1 = n_v1,
+        .userns = pod->userns_map,
+        .userns_fd = userns > 0 ? userns : 0,
     };
     struct mount_plan mp;
     if (container_mount_plan(&mi, &mp, &err) < 0) {
@@ -1244,6 +1317,9 @@ void containers_start(struct containers *s, const char *id, containers_done_fn d
         .join = join,
         .n_join = n_join,
         .new_cgroupns_after_release = version == 1,
+        .join_userns = userns >= 0,
+        .userns_fd = userns,
+        .mntns_in_userns = true,
         .rootfs = P(c)->rootfs,
         .ops = mp.ops,
         .n_ops = mp.n_ops,
@@ -1708,6 +1784,13 @@ static void exec_started(void *data, struct spawn_child *child, const err_t *err
     }
 }
 
+static bool same_ns_as_ours(const char *theirs_path, const char *ours_path)
+{
+    char theirs[64], mine[64];
+    ssize_t a = readlink(theirs_path, theirs, sizeof(theirs) - 1), b = readlink(ours_path, mine, sizeof(mine) - 1);
+    return a > 0 && b > 0 && a == b && memcmp(theirs, mine, (size_t)a) == 0;
+}
+
 /* Starts a process inside a running container exactly as its own process
  * runs: its namespaces (those it does not share with us), cgroup, identity,
  * capabilities, seccomp profile and oom_score_adj. The child is created but
@@ -1729,11 +1812,10 @@ static int exec_spawn(struct containers *s, struct container *c, const struct pr
     size_t n_join = 0;
     int r = 0;
     for (size_t i = 0; i < ARRAY_SIZE(nss) && r == 0; i++) {
-        char path[64], self[64], theirs[64], mine[64];
+        char path[64], self[64];
         snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)c->pid, nss[i].name);
         snprintf(self, sizeof(self), "/proc/self/ns/%s", nss[i].name);
-        ssize_t a = readlink(path, theirs, sizeof(theirs) - 1), b = readlink(self, mine, sizeof(mine) - 1);
-        if (a > 0 && b > 0 && a == b && memcmp(theirs, mine, (size_t)a) == 0)
+        if (same_ns_as_ours(path, self))
             continue; /* shared with the host: nothing to join */
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -1742,6 +1824,17 @@ static int exec_spawn(struct containers *s, struct container *c, const struct pr
         }
         fds[n_fds++] = fd;
         join[n_join++] = (struct spawn_ns){fd, nss[i].type};
+    }
+    /* The user namespace last (see spawn.h): the others need the host's
+     * privileges to join. */
+    int userns = -1;
+    char userns_path[64];
+    snprintf(userns_path, sizeof(userns_path), "/proc/%d/ns/user", (int)c->pid);
+    if (r == 0 && !same_ns_as_ours(userns_path, "/proc/self/ns/user")) {
+        if ((userns = open(userns_path, O_RDONLY | O_CLOEXEC)) < 0)
+            r = err_sys(err, errno, "opening %s", userns_path);
+        else
+            fds[n_fds++] = userns;
     }
     char pidns_path[64];
     snprintf(pidns_path, sizeof(pidns_path), "/proc/%d/ns/pid", (int)c->pid);
@@ -1770,6 +1863,8 @@ static int exec_spawn(struct containers *s, struct container *c, const struct pr
         .pidns_fd = pidns,
         .join = join,
         .n_join = n_join,
+        .join_userns = userns >= 0,
+        .userns_fd = userns,
         .set_oom_score_adj = true,
         .oom_score_adj = clamp_oom(s, want ? want->oom_score_adj : 0),
         .set_identity = true,

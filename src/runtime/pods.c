@@ -109,6 +109,8 @@ void pod_free(struct pod *pod)
     free(pod->netns);
     free(pod->ipcns);
     free(pod->utsns);
+    free(pod->userns);
+    free(pod->userns_map);
     free(pod->resolv_conf);
     free(pod->hosts);
     free(pod->hostname_file);
@@ -145,6 +147,8 @@ static char *pod_serialize(const struct pod *pod)
         pod->cgroup_path, "config", pod->config ? pod->config : json_null(), "ips", strv_json(pod->ips, pod->n_ips),
         "privileged", pod->privileged, "initPid", (json_int_t)pod->init_pid, "initStartTime",
         (json_int_t)pod->init_start_time, "ownsCgroup", pp && pp->owns_cgroup, "networkReady", pp && pp->network_ready);
+    if (o && pod->userns_map)
+        json_object_set_new(o, "userns", userns_to_json(pod->userns_map));
     char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return text;
@@ -189,6 +193,8 @@ static int set_paths(struct pods *p, struct pod *pod)
         pod->ipcns = path_join(pod->dir, "ns/ipc");
     if (pod->net_mode == NS_MODE_POD)
         pod->utsns = path_join(pod->dir, "ns/uts");
+    if (pod->userns_map && !(pod->userns = path_join(pod->dir, "ns/user")))
+        return -ENOMEM;
     return pod->resolv_conf && pod->hosts && pod->hostname_file && pod->shm ? 0 : -ENOMEM;
 }
 
@@ -253,6 +259,17 @@ static struct pod *pod_parse(struct pods *p, const char *id, json_t *o)
     pod->ips = calloc(pod->n_ips ? pod->n_ips : 1, sizeof(char *));
     for (size_t i = 0; pod->ips && i < pod->n_ips; i++)
         pod->ips[i] = strdup(json_string_value(json_array_get(ips, i)) ?: "");
+    const json_t *userns = json_object_get(o, "userns");
+    if (userns) {
+        err_t e = ERR_INIT;
+        if (!(pod->userns_map = malloc(sizeof(*pod->userns_map))) ||
+            userns_from_json(userns, pod->userns_map, &e) < 0) {
+            log_error("pod %s: record: %s", id, e.msg ? e.msg : "out of memory");
+            err_clear(&e);
+            pod_free(pod);
+            return NULL;
+        }
+    }
     if (!pod->name || !pod->uid || !pod->ns || !pod->runtime_handler || !pod->hostname || !pod->log_directory ||
         !pod->cgroup_path || !pod->ips || set_paths(p, pod) < 0) {
         pod_free(pod);
@@ -461,6 +478,7 @@ static void release_namespaces(struct pod *pod)
     unmount_file(pod->netns);
     unmount_file(pod->ipcns);
     unmount_file(pod->utsns);
+    unmount_file(pod->userns);
     if (pod->ipc_mode == NS_MODE_POD)
         unmount_file(pod->shm);
 }
@@ -971,6 +989,21 @@ static void run_init(struct run_ctx *c)
     };
     plan.oom_score_adj = init_oom_score_adj(plan.oom_score_adj, &plan.set_oom_score_adj);
     err_t err = ERR_INIT;
+    /* In a user namespace the init runs as the pod's root, with no
+     * capabilities: reaping needs none, and it shares the PID namespace
+     * with the containers. */
+    _cleanup_close_ int userns_fd = -1;
+    if (pod->userns) {
+        if ((userns_fd = open(pod->userns, O_RDONLY | O_CLOEXEC)) < 0) {
+            run_failf(c, ERR_INTERNAL, errno, "opening the pod's user namespace: %s", strerror(errno));
+            return;
+        }
+        plan.join_userns = true;
+        plan.userns_fd = userns_fd;
+        plan.set_identity = true;
+        plan.set_caps = true;
+        plan.no_new_privs = true;
+    }
     _cleanup_free_ char *cg = init_cgroup_path(c->p, pod, &err);
     if (!cg || cgroup_create(c->p->cgroups, cg, NULL, &err) < 0) {
         err_wrap(&err, "starting the pod's init");
@@ -1028,6 +1061,8 @@ static void run_holder_ready(void *data, struct spawn_child *child, const err_t 
         r = bind_ns(pid, "ipc", pod->ipcns, &e);
     if (pod->utsns && r == 0)
         r = bind_ns(pid, "uts", pod->utsns, &e);
+    if (pod->userns && r == 0)
+        r = bind_ns(pid, "user", pod->userns, &e);
     /* The namespaces are held by their mounts now: the holder goes. */
     spawn_end_hold(child);
     spawn_child_free(child);
@@ -1052,6 +1087,19 @@ static void run_namespaces(struct run_ctx *c)
         run_init(c);
         return;
     }
+    /* With a user namespace the holder makes it first: the other
+     * namespaces then belong to it, so root in the pod may manage its own
+     * network, hostname and IPC, and nothing of the host's. */
+    _cleanup_free_ char *uid_map = NULL, *gid_map = NULL;
+    if (pod->userns_map) {
+        flags |= CLONE_NEWUSER;
+        uid_map = userns_map_text(pod->userns_map->uids, pod->userns_map->n_uids);
+        gid_map = userns_map_text(pod->userns_map->gids, pod->userns_map->n_gids);
+        if (!uid_map || !gid_map) {
+            run_failf(c, ERR_RESOURCE_EXHAUSTED, ENOMEM, "out of memory");
+            return;
+        }
+    }
     struct spawn_plan plan = {
         .clone_flags = flags,
         .cgroup_fd = -1,
@@ -1062,6 +1110,8 @@ static void run_namespaces(struct run_ctx *c)
         .sysctl_values = (const char *const *)c->sysctl_values,
         .n_sysctls = c->n_sysctls,
         .loopback_up = (flags & CLONE_NEWNET) != 0,
+        .uid_map = uid_map,
+        .gid_map = gid_map,
         .stdio = {c->devnull, c->devnull, c->devnull},
         .hold = true,
     };
@@ -1124,10 +1174,23 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
     const Runtime__V1__LinuxPodSandboxConfig *lx = cfg->linux;
     const Runtime__V1__NamespaceOption *nso =
         lx && lx->security_context ? lx->security_context->namespace_options : NULL;
-    if (nso && nso->userns_options && nso->userns_options->mode == RUNTIME__V1__NAMESPACE_MODE__POD) {
-        err_set(&err, ERR_UNIMPLEMENTED, ENOTSUP,
-                "RunPodSandbox %s/%s: user namespaces (hostUsers: false) are not supported by edgecri yet",
+    struct userns_map *userns_map = NULL;
+    if (nso && userns_from_cri(nso->userns_options, &userns_map, &err) < 0) {
+        err_wrap(&err, "RunPodSandbox %s/%s", m->namespace_, m->name);
+        done(data, NULL, &err);
+        err_clear(&err);
+        return;
+    }
+    if (userns_map &&
+        (nso->network != RUNTIME__V1__NAMESPACE_MODE__POD || nso->ipc != RUNTIME__V1__NAMESPACE_MODE__POD ||
+         nso->pid == RUNTIME__V1__NAMESPACE_MODE__NODE || lx->security_context->privileged)) {
+        /* As Kubernetes validates hostUsers: false: the host's namespaces
+         * belong to the host's user namespace, where the pod has no say. */
+        err_set(&err, ERR_INVALID_ARGUMENT, EINVAL,
+                "RunPodSandbox %s/%s: a user namespace cannot be combined with the host's network, IPC or PID "
+                "namespace, or with privileged",
                 m->namespace_, m->name);
+        free(userns_map);
         done(data, NULL, &err);
         err_clear(&err);
         return;
@@ -1137,6 +1200,9 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
     random_hex_id(id);
     struct pod *pod = pod_alloc(p, id);
     struct run_ctx *c = calloc(1, sizeof(*c));
+    if (pod)
+        pod->userns_map = steal_pointer(&userns_map);
+    free(userns_map);
     if (!pod || !c) {
         pod_free(pod);
         free(c);
@@ -1278,7 +1344,12 @@ void pods_run(struct pods *p, const void *config_msg, const char *runtime_handle
             err_clear(&err);
             return;
         }
-        if (mount("shm", pod->shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=" SHM_SIZE) < 0) {
+        char opts[96] = "mode=1777,size=" SHM_SIZE;
+        uint32_t ru, rg;
+        if (pod->userns_map && userns_to_host(pod->userns_map->uids, pod->userns_map->n_uids, 0, &ru) &&
+            userns_to_host(pod->userns_map->gids, pod->userns_map->n_gids, 0, &rg))
+            snprintf(opts, sizeof(opts), "mode=1777,size=%s,uid=%u,gid=%u", SHM_SIZE, ru, rg);
+        if (mount("shm", pod->shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0) {
             run_failf(c, ERR_INTERNAL, errno, "mounting the pod's /dev/shm: %s", strerror(errno));
             return;
         }
@@ -1725,7 +1796,8 @@ static void recover(struct pods *p, struct pod *pod)
 {
     if (pod->state != POD_READY)
         return;
-    bool ok = (!pod->netns || is_nsfs(pod->netns)) && (!pod->ipcns || is_nsfs(pod->ipcns));
+    bool ok = (!pod->netns || is_nsfs(pod->netns)) && (!pod->ipcns || is_nsfs(pod->ipcns)) &&
+              (!pod->userns || is_nsfs(pod->userns));
     if (ok && pod->pid_mode == NS_MODE_POD) {
         int fd = -1;
         err_t e = ERR_INIT;
@@ -1774,7 +1846,7 @@ static void sweep_done(void *data, const err_t *err)
 static void sweep_network_done(void *data, const struct cni_result *res, const err_t *err)
 {
     (void)res;
-    static const char *const mounts[] = {"ns/net", "ns/ipc", "ns/uts", "shm"};
+    static const char *const mounts[] = {"ns/net", "ns/ipc", "ns/uts", "ns/user", "shm"};
     struct sweep *w = data;
     if (err)
         log_warn("pod %s (left by a crash): tearing the network down: %s", w->id, err->msg);

@@ -14,6 +14,8 @@
 #pragma once
 
 #include <jansson.h>
+
+#include "runtime/userns.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +58,8 @@ struct pod {
     /* paths under <state>/pods/<id> (NULL for namespaces of the host) */
     char *dir;
     char *netns, *ipcns, *utsns;
+    char *userns;                  /* the pod's user namespace (hostUsers: false), or NULL */
+    struct userns_map *userns_map; /* its mappings, with userns */
     char *resolv_conf, *hosts, *hostname_file, *shm;
 
     /* internal */

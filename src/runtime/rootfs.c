@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -92,4 +93,51 @@ void rootfs_unmount(const char *target)
 {
     if (target)
         umount2(target, MNT_DETACH);
+}
+
+static int idmapped_layer(const char *lower, int userns_fd, const char *at, err_t *err)
+{
+    if (mkdir(at, 0700) < 0 && errno != EEXIST)
+        return err_sys(err, errno, "creating %s", at);
+    _cleanup_close_ int tree = (int)syscall(SYS_open_tree, AT_FDCWD, lower, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        return err_sys(err, errno, "cloning layer %s", lower);
+    struct mount_attr ma = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, .userns_fd = (uint64_t)userns_fd};
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &ma, sizeof(ma)) < 0)
+        return err_sys(err, errno, "idmapping layer %s (the file system must support idmapped mounts)", lower);
+    if (syscall(SYS_move_mount, tree, "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return err_sys(err, errno, "attaching the idmapped layer at %s", at);
+    return 0;
+}
+
+int rootfs_mount_idmapped(const char *const *lowers, size_t n_lowers, int userns_fd, const char *scratch,
+                          const char *upper, const char *work, const char *target, err_t *err)
+{
+    if (mkdir(scratch, 0700) < 0 && errno != EEXIST)
+        return err_sys(err, errno, "creating %s", scratch);
+    char **mapped = calloc(n_lowers ? n_lowers : 1, sizeof(char *));
+    if (!mapped)
+        return err_sys(err, ENOMEM, "mounting %s", target);
+    size_t made = 0;
+    int r = 0;
+    for (; made < n_lowers && r == 0; made++) {
+        if (asprintf(&mapped[made], "%s/%zu", scratch, made) < 0) {
+            mapped[made] = NULL;
+            r = err_sys(err, ENOMEM, "mounting %s", target);
+            break;
+        }
+        r = idmapped_layer(lowers[made], userns_fd, mapped[made], err);
+    }
+    if (r == 0)
+        r = rootfs_mount((const char *const *)mapped, n_lowers, NULL, upper, work, target, err);
+    for (size_t i = 0; i < made; i++) {
+        if (mapped[i]) {
+            umount2(mapped[i], MNT_DETACH);
+            rmdir(mapped[i]);
+        }
+        free(mapped[i]);
+    }
+    free(mapped);
+    rmdir(scratch);
+    return r;
 }

@@ -50,6 +50,7 @@ enum step {
     STEP_PIVOT,
     STEP_READONLY_ROOT,
     STEP_RLIMIT,
+    STEP_USERNS,
     STEP_SECCOMP,
     STEP_CAPS,
     STEP_GROUPS,
@@ -77,6 +78,7 @@ static const char *const step_names[] = {
     [STEP_PIVOT] = "pivot_root",
     [STEP_READONLY_ROOT] = "making the root filesystem read-only",
     [STEP_RLIMIT] = "setting rlimit",
+    [STEP_USERNS] = "joining the pod's user namespace",
     [STEP_SECCOMP] = "loading the seccomp profile",
     [STEP_CAPS] = "setting capabilities",
     [STEP_GROUPS] = "setting supplementary groups",
@@ -319,6 +321,25 @@ static void split_parent(const char *path, char *dir, size_t cap, const char **n
         dir[slash - 1] = '\0';
 }
 
+/* A bind whose files appear with the ids of a user namespace: a detached
+ * copy of the source tree (open_tree), idmapped (mount_setattr), attached
+ * on the O_PATH fd `at`. Done with the host's privileges, before the user namespace is
+ * joined. */
+static void child_idmapped_bind(int errfd, const struct spawn_op *op, int at)
+{
+    unsigned rec = op->recursive ? AT_RECURSIVE : 0;
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, op->source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+    if (tree < 0)
+        child_fail(errfd, STEP_OP, errno, op->source);
+    struct mount_attr ma = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)op->idmap_userns_fd};
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | rec, &ma, sizeof(ma)) < 0)
+        child_fail(errfd, STEP_OP, errno, op->source);
+    /* By fd: move_mount does not follow a /proc/self/fd link. */
+    if (syscall(SYS_move_mount, tree, "", at, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        child_fail(errfd, STEP_OP, errno, op->target);
+    close(tree);
+}
+
 static void child_op(int rootfd, int errfd, const struct spawn_op *op)
 {
     char p[32];
@@ -372,7 +393,9 @@ static void child_op(int rootfd, int errfd, const struct spawn_op *op)
         if (fd < 0)
             child_fail(errfd, STEP_OP, errno, op->target);
         fd_path(p, fd);
-        if (mount(op->source, p, NULL, MS_BIND | (op->recursive ? MS_REC : 0), NULL) < 0)
+        if (op->idmap_userns_fd > 0)
+            child_idmapped_bind(errfd, op, fd);
+        else if (mount(op->source, p, NULL, MS_BIND | (op->recursive ? MS_REC : 0), NULL) < 0)
             child_fail(errfd, STEP_OP, errno, op->target);
         close(fd);
         unsigned long attrs = op->flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
@@ -566,6 +589,13 @@ __attribute__((noreturn)) static void child_main(const struct spawn_plan *plan, 
         if (prlimit(0, plan->rlimits[i].resource, &plan->rlimits[i].limit, NULL) < 0)
             child_fail(errfd, STEP_RLIMIT, errno, "prlimit");
 
+    /* From here on privileges count inside the pod's user namespace only:
+     * every capability there, none on the host. */
+    if (plan->join_userns && setns(plan->userns_fd, CLONE_NEWUSER) < 0)
+        child_fail(errfd, STEP_USERNS, errno, "setns");
+    if (plan->join_userns && plan->mntns_in_userns && unshare(CLONE_NEWNS) < 0)
+        child_fail(errfd, STEP_USERNS, errno, "unshare(CLONE_NEWNS)");
+
     /* Without no_new_privs only CAP_SYS_ADMIN may load a filter: load it
      * while we still have it (the profile must allow what follows). */
     if (plan->seccomp && !plan->no_new_privs)
@@ -641,6 +671,31 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* One write each, as the kernel wants: the whole map at once. */
+static int write_id_map(pid_t pid, const char *file, const char *map, err_t *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_sys(err, errno, "opening %s", path);
+    size_t len = map ? strlen(map) : 0;
+    ssize_t n = len ? write(fd, map, len) : -1;
+    int e = len ? errno : EINVAL;
+    close(fd);
+    if (n != (ssize_t)len)
+        return err_sys(err, e, "writing the user namespace's %s", file);
+    return 0;
+}
+
+static int write_id_maps(pid_t pid, const struct spawn_plan *plan, err_t *err)
+{
+    int r = write_id_map(pid, "uid_map", plan->uid_map, err);
+    if (r == 0)
+        r = write_id_map(pid, "gid_map", plan->gid_map, err);
+    return r;
+}
+
 int spawn_start(uv_loop_t *loop, const struct spawn_plan *plan, struct spawn_child **out, err_t *err)
 {
     int sync[2], errp[2];
@@ -710,6 +765,10 @@ int spawn_start(uv_loop_t *loop, const struct spawn_plan *plan, struct spawn_chi
     c->sync_wr = sync[1];
     c->err_rd = errp[0];
     fcntl(c->err_rd, F_SETFL, O_NONBLOCK);
+    if ((plan->clone_flags & CLONE_NEWUSER) && write_id_maps(c->pid, plan, err) < 0) {
+        spawn_child_free(c);
+        return -1;
+    }
     *out = c;
     return 0;
 }

@@ -52,6 +52,8 @@ struct spawn_op {
     bool recursive_readonly;   /* binds: MS_RDONLY reaches every submount too */
     bool create_file;          /* binds: the target is a file (create it if missing) */
     bool optional;             /* a missing target is skipped (masked paths) */
+    int idmap_userns_fd;       /* binds: > 0 makes it an idmapped mount with this user namespace's
+                                  mapping (on-disk ids appear as the namespace's), else 0 */
     mode_t mode;
     dev_t dev;
 };
@@ -69,13 +71,25 @@ struct spawn_rlimit {
 struct spawn_plan {
     /* clone3 */
     uint64_t clone_flags; /* the CLONE_NEW* namespaces to create */
-    int cgroup_fd;        /* v2 cgroup to start in (CLONE_INTO_CGROUP), or -1 */
-    int pidns_fd;         /* PID namespace to start in, or -1 (parent side, see spawn.c) */
+    /* With CLONE_NEWUSER: /proc/<pid>/{uid,gid}_map, written by the parent
+     * before the child is released ("<inside> <outside> <count>\n"…). */
+    const char *uid_map, *gid_map;
+    int cgroup_fd; /* v2 cgroup to start in (CLONE_INTO_CGROUP), or -1 */
+    int pidns_fd;  /* PID namespace to start in, or -1 (parent side, see spawn.c) */
 
     /* namespaces to join, in this order */
     const struct spawn_ns *join;
     size_t n_join;
     bool new_cgroupns_after_release; /* unshare(CLONE_NEWCGROUP) once placed (cgroup v1) */
+    /* A user namespace joined last, after every mount and namespace step
+     * (they need the host's privileges), just before the identity and
+     * capabilities are set, which then count inside it. */
+    bool join_userns;
+    int userns_fd;
+    /* After joining: a mount namespace of the user namespace's own (a copy,
+     * every mount locked), so root inside may mount what its capabilities
+     * allow without reaching the host's mounts. */
+    bool mntns_in_userns;
 
     /* UTS and sysctls (written under /proc/sys in the new namespaces) */
     const char *hostname;

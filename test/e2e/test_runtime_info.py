@@ -63,11 +63,12 @@ def test_status_conditions(make_edgecri, workdir):
     assert conds["RuntimeReady"].status is True
     assert conds["NetworkReady"].status is True, conds["NetworkReady"]
     # The features kubelet copies into the node status: one default handler
-    # with recursive read-only mounts (mount_setattr is in every 6.x kernel),
-    # no user namespaces yet; supplemental groups policy honoured.
+    # with recursive read-only mounts (mount_setattr is in every 6.x kernel)
+    # and user namespaces (idmapped overlay layers: 5.19+); supplemental
+    # groups policy honoured.
     assert [h.name for h in r.runtime_handlers] == [""]
     assert r.runtime_handlers[0].features.recursive_read_only_mounts is True
-    assert r.runtime_handlers[0].features.user_namespaces is False
+    assert r.runtime_handlers[0].features.user_namespaces is True
     assert r.features.supplemental_groups_policy is True
     assert len(r.info) == 0, "info is only filled when verbose is asked for"
 

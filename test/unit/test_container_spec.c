@@ -1147,16 +1147,46 @@ static void test_plan_unsupported(void)
     Runtime__V1__IDMapping *maps[] = {&map};
     img.image = NULL;
     img.uidmappings = maps, img.n_uidmappings = 1;
-    CHECK_EQ_INT(container_mount_plan(&in, &p, &err), -ENOTSUP);
-    CHECK_EQ_INT(err.code, ERR_UNIMPLEMENTED);
+    CHECK(container_mount_plan(&in, &p, &err) < 0);
+    CHECK_EQ_INT(err.code, ERR_INVALID_ARGUMENT); /* the pod has no user namespace */
     CHECK_CONTAINS(err.msg, "idmapped");
     CHECK(plan_is_zero(&p));
     err_clear(&err);
     img.uidmappings = NULL, img.n_uidmappings = 0;
     img.gidmappings = maps, img.n_gidmappings = 1;
-    CHECK_EQ_INT(container_mount_plan(&in, &p, &err), -ENOTSUP);
-    CHECK_EQ_INT(err.code, ERR_UNIMPLEMENTED);
+    CHECK(container_mount_plan(&in, &p, &err) < 0);
+    CHECK_EQ_INT(err.code, ERR_INVALID_ARGUMENT);
     err_clear(&err);
+
+    /* With the pod's user namespace: the pod's mappings make an idmapped
+     * bind through its fd; other mappings are refused. */
+    struct userns_map pod_map = {.uids = {{0, 100000, 65536}}, .n_uids = 1, .gids = {{0, 100000, 65536}}, .n_gids = 1};
+    in.userns = &pod_map;
+    in.userns_fd = 42;
+    img.uidmappings = maps, img.n_uidmappings = 1;
+    CHECK_OK(container_mount_plan(&in, &p, &err));
+    const struct spawn_op *op = find_op(&p, SPAWN_OP_BIND, "/img");
+    CHECK(op && op->idmap_userns_fd == 42);
+    /* /dev and /dev/pts belong to the container's root and tty group */
+    op = find_op(&p, SPAWN_OP_MOUNT, "/dev");
+    CHECK(op && op->data && strstr(op->data, "uid=100000,gid=100000"));
+    op = find_op(&p, SPAWN_OP_MOUNT, "/dev/pts");
+    CHECK(op && op->data && strstr(op->data, "gid=100005"));
+    op = find_op(&p, SPAWN_OP_BIND, "/etc/hosts");
+    CHECK(op && op->idmap_userns_fd == 0);
+    mount_plan_free(&p);
+    map.host_id = 200000;
+    CHECK(container_mount_plan(&in, &p, &err) < 0);
+    CHECK_EQ_INT(err.code, ERR_INVALID_ARGUMENT);
+    CHECK_CONTAINS(err.msg, "differ");
+    err_clear(&err);
+    map.host_id = 100000;
+    img.uidmappings = NULL, img.n_uidmappings = 0;
+    CHECK(container_mount_plan(&in, &p, &err) < 0); /* gids only: uids differ (none) */
+    err_clear(&err);
+    in.userns = NULL;
+    in.userns_fd = 0;
+    img.gidmappings = NULL, img.n_gidmappings = 0;
 }
 
 static void test_plan_bad_paths(void)
