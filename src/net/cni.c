@@ -752,8 +752,10 @@ int cni_set_default_network(struct cni *c, const char *pod_cidr, err_t *err)
         return err_wrap(err, "writing the default CNI network");
     json_decref(c->default_conf);
     c->default_conf = json_incref(list);
-    log_info("CNI: built-in network %s on %s%s%s", CNI_DEFAULT_NETWORK, v4 ? v4 : "", v4 && v6 ? "," : "",
-             v6 ? v6 : "");
+    /* Prepared either way; it is the one in use only while conf_dir has
+     * no usable configuration. */
+    log_info("CNI: built-in network %s on %s%s%s (used when %s has no configuration)", CNI_DEFAULT_NETWORK,
+             v4 ? v4 : "", v4 && v6 ? "," : "", v6 ? v6 : "", c->conf_dir);
     return 0;
 }
 
