@@ -338,7 +338,7 @@ static int prog_load(const struct devfilter_program *p, char *log, size_t log_si
 /* Loads without a log first: a log costs the verifier time and, when it
  * overflows, fails the load by itself. Only a refusal is loaded again with
  * one, for the error message. */
-static int load(const struct devfilter_program *p, err_t *err)
+int devfilter_load(const struct devfilter_program *p, err_t *err)
 {
     int fd = prog_load(p, NULL, 0);
     if (fd >= 0)
@@ -355,6 +355,8 @@ static int load(const struct devfilter_program *p, err_t *err)
         if (*c == '\n' || *c == '\t')
             *c = ' ';
     size_t len = strlen(log);
+    while (len > 0 && log[len - 1] == ' ')
+        log[--len] = '\0';
     const char *tail = len > VERIFIER_LOG_TAIL ? log + len - VERIFIER_LOG_TAIL : log;
     return err_set(err, err_code_from_errno(e), e, "loading the device filter program (%zu instructions): %s%s%s%s",
                    p->n, strerror(e), *tail ? "; verifier log: " : "", tail != log ? "…" : "", tail);
@@ -398,7 +400,7 @@ int devfilter_attach(int cgroup_dirfd, const struct devfilter_rules *l, err_t *e
     int r = devfilter_build(l, &p, err);
     if (r < 0)
         return r;
-    _cleanup_close_ int fd = load(&p, err);
+    _cleanup_close_ int fd = devfilter_load(&p, err);
     devfilter_program_free(&p);
     if (fd < 0)
         return fd;

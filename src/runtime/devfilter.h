@@ -101,6 +101,11 @@ int devfilter_build(const struct devfilter_rules *l, struct devfilter_program *o
 
 void devfilter_program_free(struct devfilter_program *p);
 
+/* Loads a program into the kernel and returns its fd (caller closes). A
+ * refusal is ERR_* from the errno with the tail of the verifier's log in the
+ * message. */
+int devfilter_load(const struct devfilter_program *p, err_t *err);
+
 /* Compiles the list, loads the program (on a verifier refusal the error
  * carries the verifier's log) and attaches it to the cgroup directory
  * `cgroup_dirfd` (cgroup v2) with BPF_F_ALLOW_MULTI, then detaches the

@@ -623,6 +623,19 @@ static void test_real_kernel(void)
     if (cgfd < 0)
         goto out;
 
+    /* A program the verifier refuses (r0 never set) is reported with the
+     * verifier's own words. */
+    struct bpf_insn unset_r0[] = {{.code = BPF_JMP | BPF_EXIT}};
+    struct devfilter_program bad = {unset_r0, 1};
+    r = devfilter_load(&bad, &err);
+    CHECK(r < 0 && err.code != ERR_OK);
+    CHECK_CONTAINS(err.msg, "loading the device filter program (1 instructions)");
+    CHECK_CONTAINS(err.msg, "verifier log: ");
+    CHECK_CONTAINS(err.msg, "R0");
+    if (r >= 0)
+        close(r);
+    err_clear(&err);
+
     /* Without a filter both open. */
     child_opens(cgfd, &null_e, &zero_e);
     CHECK_EQ_INT(null_e, 0);
@@ -652,9 +665,35 @@ static void test_real_kernel(void)
     CHECK_EQ_INT(null_e, EPERM);
     CHECK_EQ_INT(zero_e, 0);
 
-    /* A privileged container's: every device. */
+    /* Allow by default with a deny exception (the other code shape). */
     l->n = 0;
     l->default_allow = true;
+    add(l, false, "c 1:5 r");
+    CHECK_OK(devfilter_attach(cgfd, l, &err));
+    err_clear(&err);
+    child_opens(cgfd, &null_e, &zero_e);
+    CHECK_EQ_INT(null_e, 0);
+    CHECK_EQ_INT(zero_e, EPERM);
+
+    /* The largest list passes the verifier: DEVFILTER_MAX_RULES deny
+     * exceptions by default allow, the longest blocks. */
+    l->n = 0;
+    for (int i = 0; i < DEVFILTER_MAX_RULES; i++) {
+        struct devfilter_rule big = {.allow = false, .type = 'c', .major = 2, .minor = i, .access = DEVFILTER_WRITE};
+        CHECK_OK(devfilter_rules_add(l, &big, &err));
+    }
+    l->rule[DEVFILTER_MAX_RULES - 1].major = 1;
+    l->rule[DEVFILTER_MAX_RULES - 1].minor = 5;
+    l->rule[DEVFILTER_MAX_RULES - 1].access = DEVFILTER_READ;
+    r = devfilter_attach(cgfd, l, &err);
+    CHECK_MSG(r == 0, "attach %d rules: %s", DEVFILTER_MAX_RULES, err.msg ? err.msg : "");
+    err_clear(&err);
+    child_opens(cgfd, &null_e, &zero_e);
+    CHECK_EQ_INT(null_e, 0);
+    CHECK_EQ_INT(zero_e, EPERM);
+
+    /* A privileged container's: every device. */
+    l->n = 0;
     CHECK_OK(devfilter_attach(cgfd, l, &err));
     child_opens(cgfd, &null_e, &zero_e);
     CHECK_EQ_INT(null_e, 0);
