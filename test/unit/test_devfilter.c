@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -525,6 +526,118 @@ static void test_random_lists_match_v1(void)
     free(l);
 }
 
+/* ---- which failures stop a start -------------------------------------------- */
+
+static void make_dirs(const char *root, const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", root, rel);
+    mkdir(root, 0755);
+    for (char *c = p + strlen(root) + 1; (c = strchr(c, '/')); c++) {
+        *c = '\0';
+        mkdir(p, 0755);
+        *c = '/';
+    }
+    mkdir(p, 0755);
+}
+
+static void make_file(const char *root, const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", root, rel);
+    int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+}
+
+static char *file_text(const char *root, const char *rel)
+{
+    char p[512];
+    static char buf[128];
+    snprintf(p, sizeof(p), "%s/%s", root, rel);
+    buf[0] = '\0';
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    buf[n > 0 ? n : 0] = '\0';
+    if (fd >= 0)
+        close(fd);
+    return buf;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static int apply_on(enum cgroup_version v, const char *root, const struct devfilter_rules *l, err_t *err)
+{
+    struct cgroup_manager *m = NULL;
+    int r = cgroup_manager_new_at(v, root, CGROUP_DRIVER_KIND_CGROUPFS, &m, err);
+    if (r == 0)
+        r = container_devices_apply(m, "/pod/ctr", l, err);
+    cgroup_manager_free(m);
+    return r;
+}
+
+/* Trees of plain directories: cgroup2 calls on them fail as they would
+ * on a kernel that cannot attach the filter, which shows when that stops a
+ * start (the filter is the only enforcement) and when it does not. */
+static void test_attach_failure_policy(void)
+{
+    char root[] = "/tmp/devfilter-tree-XXXXXX";
+    if (!mkdtemp(root)) {
+        UNIT_FAIL("mkdtemp: %s", strerror(errno));
+        return;
+    }
+    char v2[600], hybrid[600], v1_only[600], bare[600];
+    snprintf(v2, sizeof(v2), "%s/v2", root);
+    snprintf(hybrid, sizeof(hybrid), "%s/hybrid", root);
+    snprintf(v1_only, sizeof(v1_only), "%s/v1", root);
+    snprintf(bare, sizeof(bare), "%s/bare", root);
+    make_dirs(v2, "pod/ctr");
+    make_dirs(hybrid, "devices/pod/ctr");
+    make_file(hybrid, "devices/pod/ctr/devices.allow");
+    make_file(hybrid, "devices/pod/ctr/devices.deny");
+    make_dirs(hybrid, "unified/pod/ctr");
+    make_dirs(v1_only, "devices/pod/ctr");
+    make_file(v1_only, "devices/pod/ctr/devices.allow");
+    make_file(v1_only, "devices/pod/ctr/devices.deny");
+    make_dirs(bare, "memory/pod/ctr");
+    make_dirs(bare, "unified/pod/ctr");
+
+    struct devfilter_rules *l = rules_new(false);
+    add(l, true, "b 8:* r");
+    add(l, true, "c 1:3 rwm");
+    err_t err = ERR_INIT;
+    /* Pure v2: the filter is everything, its failure stops the start. */
+    CHECK(apply_on(CGROUP_V2, v2, l, &err) < 0);
+    CHECK_CONTAINS(err.msg, "cgroup /pod/ctr: device filter: ");
+    err_clear(&err);
+    /* Hybrid with a v1 devices controller: v1 is written, the failure only
+     * logged. (Plain files keep each write at offset 0: the default went
+     * to devices.deny, the longest and last rule shows in devices.allow.) */
+    CHECK_OK(apply_on(CGROUP_V1, hybrid, l, &err));
+    CHECK_STREQ(file_text(hybrid, "devices/pod/ctr/devices.deny"), "a");
+    CHECK_STREQ(file_text(hybrid, "devices/pod/ctr/devices.allow"), "c 1:3 rwm");
+    /* v1 without a cgroup2 tree: v1 alone, as before. */
+    CHECK_OK(apply_on(CGROUP_V1, v1_only, l, &err));
+    CHECK_STREQ(file_text(v1_only, "devices/pod/ctr/devices.deny"), "a");
+    /* Hybrid without a v1 devices controller: the filter is everything. */
+    CHECK(apply_on(CGROUP_V1, bare, l, &err) < 0);
+    CHECK_CONTAINS(err.msg, "device filter");
+    err_clear(&err);
+    /* Privileged on v1: "a" to devices.allow. */
+    l->n = 0;
+    l->default_allow = true;
+    CHECK_OK(apply_on(CGROUP_V1, hybrid, l, &err));
+    CHECK_STREQ(file_text(hybrid, "devices/pod/ctr/devices.allow"), "a 1:3 rwm");
+    err_clear(&err);
+    free(l);
+    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- the real kernel ------------------------------------------------------ */
 
 static int count_fds(void)
@@ -731,6 +844,7 @@ int main(void)
     RUN(test_semantics_by_hand);
     RUN(test_container_defaults);
     RUN(test_random_lists_match_v1);
+    RUN(test_attach_failure_policy);
     RUN(test_real_kernel);
     return unit_summary();
 }
