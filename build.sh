@@ -29,7 +29,7 @@ TEST_PACKAGES=(
   python3 python3-pytest python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
   containerd runc python3-matplotlib
   golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
-  procps python3-h2 util-linux iproute2 iptables containernetworking-plugins
+  procps python3-h2 util-linux iproute2 iptables containernetworking-plugins bpftool
   docker-registry busybox-static zstd apache2-utils python3-cryptography openssl
   python3-websocket golang-github-docker-spdystream-dev
 )

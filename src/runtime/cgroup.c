@@ -1158,12 +1158,24 @@ int cgroup_attach(struct cgroup_manager *m, const char *path, pid_t pid, err_t *
 
 int cgroup_open_v2(struct cgroup_manager *m, const char *path, err_t *err)
 {
+    if (m->version != CGROUP_V2) {
+        int rc = check_path("cgroup path", path, false, err);
+        return rc < 0 ? rc
+                      : err_set(err, ERR_FAILED_PRECONDITION, ENOTSUP,
+                                "cgroup %s: this node uses cgroup v1, which has no single cgroup to start a process in",
+                                path);
+    }
+    return cgroup_open_unified(m, path, err);
+}
+
+int cgroup_open_unified(struct cgroup_manager *m, const char *path, err_t *err)
+{
     int rc = check_path("cgroup path", path, false, err);
     if (rc < 0)
         return rc;
-    if (m->version != CGROUP_V2)
+    if (!m->unified)
         return err_set(err, ERR_FAILED_PRECONDITION, ENOTSUP,
-                       "cgroup %s: this node uses cgroup v1, which has no single cgroup to start a process in", path);
+                       "cgroup %s: this node has no writable cgroup2 hierarchy beside its v1 ones", path);
     _cleanup_free_ char *d = join(m->unified, path, NULL);
     if (!d)
         return err_sys(err, ENOMEM, "opening cgroup %s", path);

@@ -103,6 +103,13 @@ int cgroup_attach(struct cgroup_manager *m, const char *path, pid_t pid, err_t *
  * -ENOTSUP (start the process, then cgroup_attach). Caller closes. */
 int cgroup_open_v2(struct cgroup_manager *m, const char *path, err_t *err);
 
+/* An O_DIRECTORY fd on the cgroup's directory in the cgroup2 hierarchy: the
+ * only one on v2, the cgroup2 mount beside the controllers on a hybrid v1
+ * node (where eBPF device programs can still be attached). -ENOTSUP
+ * (ERR_FAILED_PRECONDITION) on v1 without a writable cgroup2 mount. Caller
+ * closes. */
+int cgroup_open_unified(struct cgroup_manager *m, const char *path, err_t *err);
+
 /* SIGKILLs every process in the cgroup and its descendants (cgroup.kill
  * where the kernel has it, else cgroup.procs one by one) and removes the
  * cgroups bottom-up in every hierarchy, retrying for up to 5 s while they

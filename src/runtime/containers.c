@@ -21,6 +21,7 @@
 #include "image/images.h"
 #include "runtime/caps.h"
 #include "runtime/cgroup.h"
+#include "runtime/container_devices.h"
 #include "runtime/container_spec.h"
 #include "runtime/identity.h"
 #include "runtime/logpump.h"
@@ -1038,52 +1039,20 @@ static int open_pty(int *master, int *slave, err_t *err)
     return 0;
 }
 
-/* Device access for a container, on cgroup v1's devices controller: deny
- * everything, then allow runc's and containerd's default set (the standard
- * nodes, any mknod, ptys) and the devices the request gives with their
- * permissions; a privileged container may use every device. Pure cgroup v2
- * needs an eBPF device program instead, which we do not load yet: there the
- * node files are the only limit (README). */
-static int write_devices_file(const char *path, const char *rule, err_t *err)
-{
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, rule, strlen(rule)) < 0)
-        return err_sys(err, errno, "writing \"%s\" to %s", rule, path);
-    return 0;
-}
-
+/* Device access for a container: one rule list (deny all, then runc's and
+ * containerd's default set — the standard nodes, any mknod, ptys — and the
+ * devices the request gives with their permissions; allow all when
+ * privileged) goes to cgroup v1's devices controller where it is mounted
+ * and, as an eBPF device program, to the container's cgroup in the cgroup2
+ * hierarchy: the only enforcement on pure v2, a second one on hybrid nodes.
+ * Runs before any process enters the cgroup. */
 static int apply_device_rules(struct containers *s, struct container *c, bool privileged, err_t *err)
 {
-    _cleanup_free_ char *deny = cgroup_file(s->cgroups, c->cgroup_path, "devices", "devices.deny");
-    _cleanup_free_ char *allow = cgroup_file(s->cgroups, c->cgroup_path, "devices", "devices.allow");
-    if (!deny || !allow || access(deny, W_OK) < 0)
-        return 0; /* no v1 devices controller here */
-    if (privileged)
-        return write_devices_file(allow, "a", err);
-    static const char *const defaults[] = {"c *:* m",   "b *:* m",   "c 1:3 rwm",   "c 1:5 rwm",
-                                           "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",   "c 5:0 rwm",
-                                           "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"};
-    int r = write_devices_file(deny, "a", err);
-    for (size_t i = 0; r == 0 && i < ARRAY_SIZE(defaults); i++)
-        r = write_devices_file(allow, defaults[i], err);
-    const Runtime__V1__ContainerConfig *cfg = c->config;
-    for (size_t i = 0; r == 0 && i < cfg->n_devices; i++) {
-        const Runtime__V1__Device *d = cfg->devices[i];
-        struct stat st;
-        if (!d->host_path || stat(d->host_path, &st) < 0)
-            return err_sys(err, errno, "device %s", d->host_path ? d->host_path : "");
-        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
-            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "device %s is not a device node", d->host_path);
-        const char *perms = d->permissions && *d->permissions ? d->permissions : "rwm";
-        if (strspn(perms, "rwm") != strlen(perms) || strlen(perms) > 3)
-            return err_set(err, ERR_INVALID_ARGUMENT, EINVAL, "device %s: permissions \"%s\" are not r, w and m",
-                           d->host_path, perms);
-        char rule[64];
-        snprintf(rule, sizeof(rule), "%c %u:%u %s", S_ISCHR(st.st_mode) ? 'c' : 'b', major(st.st_rdev),
-                 minor(st.st_rdev), perms);
-        r = write_devices_file(allow, rule, err);
-    }
-    return r;
+    _cleanup_free_ struct devfilter_rules *rules = malloc(sizeof(*rules));
+    if (!rules)
+        return err_sys(err, ENOMEM, "device rules of container %s", c->id);
+    int r = container_device_rules(c->config, privileged, rules, err);
+    return r < 0 ? r : container_devices_apply(s->cgroups, c->cgroup_path, rules, err);
 }
 
 void containers_start(struct containers *s, const char *id, containers_done_fn done, void *data)
