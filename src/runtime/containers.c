@@ -918,6 +918,22 @@ static void start_failf(struct start_ctx *x, enum err_code code, const char *fmt
     err_clear(&e);
 }
 
+static void start_recorded(void *data, const err_t *err)
+{
+    struct start_ctx *x = data;
+    struct containers *s = x->s;
+    struct container *c = x->c;
+    /* The process runs whatever the disk says: failing the call would make
+     * kubelet start it again beside the running one. */
+    if (err)
+        log_error("container %s: recording its start: %s", c->id, err->msg);
+    P(c)->busy = false;
+    s->ops--;
+    emit(s, CONTAINER_EVENT_STARTED, c);
+    x->done(x->data, c, NULL);
+    free(x);
+}
+
 static void started(void *data, struct spawn_child *child, const err_t *err)
 {
     struct start_ctx *x = data;
@@ -950,13 +966,11 @@ static void started(void *data, struct spawn_child *child, const err_t *err)
         rootfs_unmount(P(c)->rootfs);
         P(c)->rootfs_mounted = false;
     }
-    P(c)->busy = false;
-    s->ops--;
     log_info("container %s (%s) started, pid %d", c->id, c->name, (int)c->pid);
-    save(c, NULL, NULL);
-    emit(s, CONTAINER_EVENT_STARTED, c);
-    x->done(x->data, c, NULL);
-    free(x);
+    /* Answered once the record says running: a crash right after an OK
+     * must not bring the container back as created while its process
+     * runs. */
+    save(c, start_recorded, x);
 }
 
 static int ns_fd(struct start_ctx *x, const char *path, err_t *err)

@@ -266,3 +266,24 @@ def test_100_containers_leave_nothing_behind(env):
                                 capture_output=True, text=True).stdout.strip()
     assert after_dirs == cgroup_dirs
     assert fd_count(e.proc.pid) <= base_fds + 2, os.listdir(f"/proc/{e.proc.pid}/fd")
+
+
+def test_kill_9_right_after_start_keeps_it_running(make_edgecri, workdir):
+    """StartContainer answers only once the record says running: a crash
+    right after the answer must not bring the container back as created
+    while its process runs (it did: the record was written after the
+    answer)."""
+    e = start(make_edgecri)
+    cfg = pod_config()
+    pod_id = run_pod(e, cfg)
+    for i in range(5):
+        cid = create(e, pod_id, cfg, container_config(f"quick-{i}", command=["sleep", "1000"]))
+        rt(e).StartContainer(pb.StartContainerRequest(container_id=cid), timeout=30)
+        e.proc.send_signal(signal.SIGKILL)
+        e.proc.wait()
+        e.logfile.close()
+        e.proc = None
+        e.start(config=os.path.join(e.workdir, "config.yaml"))
+        st = status(e, cid, verbose=True)
+        assert st.state == pb.CONTAINER_RUNNING, st
+    rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
