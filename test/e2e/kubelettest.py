@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -99,16 +98,64 @@ exec "$@"
 """
 
 
+class NodeMounts:
+    """A mount namespace for the test's node (edgecri and kubelet), kept by
+    a bind mount of its nsfs file like `ip netns` keeps network namespaces,
+    where /var/log is a directory of the test.
+
+    kubelet owns /var/log/pods and /var/log/containers: its garbage
+    collector deletes every pod log directory there that is not one of its
+    pods (kuberuntime_gc.go, evictPodLogsDirectories). On a machine where
+    other test runs (other kubelets) do the same at the same time, each
+    kubelet gets its own /var/log. edgecri and kubelet see the same one, as
+    on a node; the test reads it at `var_log`."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "node-mounts")
+        self.var_log = os.path.join(workdir, "var-log")
+        self.path = os.path.join(self.dir, "mnt")
+        self.made = []
+        for d in ("pods", "containers"):
+            os.makedirs(os.path.join(self.var_log, d), exist_ok=True)
+        os.makedirs(self.dir, exist_ok=True)
+        # The nsfs file must sit on a private mount (or it could end up
+        # holding its own namespace); a bind mount of the directory on
+        # itself gives one.
+        _run("mount", "--bind", self.dir, self.dir)
+        self.made.append(self.dir)
+        _run("mount", "--make-private", self.dir)
+        open(self.path, "w").close()
+        _run("unshare", f"--mount={self.path}", "--propagation", "private", "--",
+             "mount", "--bind", self.var_log, "/var/log")
+        self.made.append(self.path)
+
+    def host_path(self, path):
+        """Where a /var/log path of the node is for the test."""
+        assert path.startswith("/var/log/"), path
+        return os.path.join(self.var_log, path[len("/var/log/"):])
+
+    def close(self):
+        for m in reversed(self.made):
+            subprocess.run(["umount", "-l", m], check=False, capture_output=True)
+        self.made = []
+
+
+def _run(*args):
+    out = subprocess.run(list(args), capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, f"{args}: {out.stderr}"
+
+
 class Kubelet:
     """kubelet 1.20 in standalone mode (static pods from a manifest
     directory, no API server) against an edgecri socket, inside the test's
-    network namespace (its ports are that namespace's loopback) and its own
-    mount namespace (its mounts, such as the rshared bind mount of its root
-    directory, go away with it)."""
+    network namespace (its ports are that namespace's loopback) and, below
+    the node's mount namespace, a private one of its own (its mounts, such
+    as the rshared bind mount of its root directory, go away with it)."""
 
-    def __init__(self, workdir, netns_path, cri_socket):
+    def __init__(self, workdir, netns_path, node_mounts, cri_socket):
         self.dir = os.path.join(workdir, "kubelet")
         self.netns_path = netns_path
+        self.node_mounts = node_mounts
         self.cri_socket = cri_socket
         self.root_dir = os.path.join(self.dir, "root")
         self.manifests = os.path.join(self.dir, "manifests")
@@ -161,7 +208,8 @@ class Kubelet:
     def start(self, timeout=60):
         self._log = open(self.log_path, "ab")
         # setpriv: kubelet dies with the test process, whatever happens to it.
-        cmd = ["setpriv", "--pdeathsig", "KILL", "--", "nsenter", f"--net={self.netns_path}", "--",
+        cmd = ["setpriv", "--pdeathsig", "KILL", "--",
+               "nsenter", f"--net={self.netns_path}", f"--mount={self.node_mounts.path}", "--",
                "unshare", "--mount", "--propagation", "private", "--",
                "/bin/sh", "-c", _SANDBOX, "sandbox", self.tunables, kubelet_bin()] + self.args()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
@@ -276,30 +324,15 @@ class LoopbackBridge:
 
 # -- what kubelet leaves under /var/log ---------------------------------------------------
 
-POD_LOG_ROOT = "/var/log/pods"
-CONTAINER_LOG_LINKS = "/var/log/containers"
-
-
 def pod_log_dir(namespace, name, uid):
-    return os.path.join(POD_LOG_ROOT, f"{namespace}_{name}_{uid}")
+    return f"/var/log/pods/{namespace}_{name}_{uid}"
 
 
-def container_log_links(namespace, name):
-    """kubelet's /var/log/containers/<pod>_<namespace>_<container>-<id>.log symlinks."""
-    try:
-        entries = os.listdir(CONTAINER_LOG_LINKS)
-    except FileNotFoundError:
-        return []
-    return sorted(os.path.join(CONTAINER_LOG_LINKS, e) for e in entries if e.startswith(f"{name}_{namespace}_"))
-
-
-def remove_pod_logs(namespace, name, uid):
-    shutil.rmtree(pod_log_dir(namespace, name, uid), ignore_errors=True)
-    for link in container_log_links(namespace, name):
-        try:
-            os.unlink(link)
-        except FileNotFoundError:
-            pass
+def container_log_links(node_mounts, namespace, name):
+    """kubelet's /var/log/containers/<pod>_<namespace>_<container>-<id>.log
+    symlinks, as paths of the test."""
+    d = node_mounts.host_path("/var/log/containers")
+    return sorted(os.path.join(d, e) for e in os.listdir(d) if e.startswith(f"{name}_{namespace}_"))
 
 
 def container_log_lines(log_path, attempts=10):

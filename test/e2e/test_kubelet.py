@@ -14,7 +14,10 @@ node itself (the process tree, the pod's cgroup, the CRI log files under
   manifest removed: kubelet stops and removes everything.
 
 edgecri, kubelet and the pod network live in the test's own network
-namespace; the registry on the host's loopback is relayed into it."""
+namespace (the registry on the host's loopback is relayed into it) and in a
+mount namespace of the test where /var/log is the test's directory: kubelet
+deletes pod log directories it does not know, which must not reach another
+test run's kubelet on the same machine (kubelettest.NodeMounts)."""
 import ctypes
 import glob
 import ipaddress
@@ -32,8 +35,8 @@ import pytest
 import api_pb2 as pb
 from conftest import BIN
 from ctrtest import log_text
-from kubelettest import (NODE_NAME, Kubelet, LoopbackBridge, container_log_lines, container_log_links, pod_log_dir,
-                         remove_pod_logs)
+from kubelettest import (NODE_NAME, Kubelet, LoopbackBridge, NodeMounts, container_log_lines, container_log_links,
+                         pod_log_dir)
 from podtest import POD_CIDR, PodEnv, cgroup_dirs, children_of, pid_alive, wait_for
 from registry import Dir, File, Layer, busybox_image, push
 from registry.fixtures import registry_server  # noqa: F401
@@ -87,10 +90,11 @@ def manifest(name, uid, image):
 
 
 class Scenario:
-    """The test's handles: edgecri (PodEnv), kubelet, the pod's names."""
+    """The test's handles: edgecri (PodEnv), kubelet, the node's mounts, the
+    pod's names."""
 
-    def __init__(self, env, kubelet, name, uid):
-        self.env, self.kubelet, self.name, self.uid = env, kubelet, name, uid
+    def __init__(self, env, kubelet, mounts, name, uid):
+        self.env, self.kubelet, self.mounts, self.name, self.uid = env, kubelet, mounts, name, uid
         self.pod_name = f"{name}-{NODE_NAME}"  # kubelet names static pods after the node
 
     @property
@@ -132,19 +136,20 @@ class Scenario:
                 f"--- kubelet log ---\n{self.kubelet.log()[-6000:]}\n--- edgecri log ---\n{self.env.e.log()[-4000:]}")
 
 
-def log_of(path):
-    """(stream, tag, text) of every line, rotated files included."""
+def log_of(sc, path):
+    """(stream, tag, text) of every line of a container's log (a path on the
+    node), rotated files included."""
     out = []
-    for line in container_log_lines(path):
+    for line in container_log_lines(sc.mounts.host_path(path)):
         assert CRI_LINE.match(line), f"not a CRI log line in {path}: {line!r}"
         _, stream, tag, text = line.split(" ", 3)
         out.append((stream, tag, text))
     return out
 
 
-def ticks(path):
+def ticks(sc, path):
     """The tick numbers the workload wrote, in log order."""
-    return [int(t.split()[1]) for t in log_text(log_of(path)) if t.startswith("tick ")]
+    return [int(t.split()[1]) for t in log_text(log_of(sc, path)) if t.startswith("tick ")]
 
 
 def wait(fn, what, sc, timeout=60):
@@ -193,15 +198,16 @@ def assert_only_workload(sc, pod_id, workload, edgecri_pid):
 
 @pytest.fixture
 def scenario(make_edgecri, workdir, registry_server, subreaper):  # noqa: F811
-    env = PodEnv(make_edgecri, workdir)
+    mounts = NodeMounts(workdir)
+    env = PodEnv(make_edgecri, workdir, wrap_extra=[f"--mount={mounts.path}"])
     bridge = kubelet = None
     leftover = []
     name, uid = "kt-" + uuid.uuid4().hex[:8], str(uuid.uuid4())
     try:
         bridge = LoopbackBridge(env.netns.path, registry_server.port)
         env.start()
-        kubelet = Kubelet(workdir, env.netns.path, env.e.socket)
-        yield Scenario(env, kubelet, name, uid)
+        kubelet = Kubelet(workdir, env.netns.path, mounts, env.e.socket)
+        yield Scenario(env, kubelet, mounts, name, uid)
     finally:
         try:
             if kubelet is not None:
@@ -218,7 +224,7 @@ def scenario(make_edgecri, workdir, registry_server, subreaper):  # noqa: F811
                     pass
             env.close()
         finally:
-            remove_pod_logs(NAMESPACE, f"{name}-{NODE_NAME}", uid)
+            mounts.close()
             if bridge is not None:
                 bridge.close()
     assert not leftover, f"kubelet's mounts seen from the host: {leftover}"
@@ -271,10 +277,11 @@ def test_kubelet_runs_a_pod_through_its_whole_life(scenario, registry_server):  
     log_dir = pod_log_dir(NAMESPACE, sc.pod_name, sc.uid)
     status0, info0 = sc.info(cid)
     assert status0.log_path == os.path.join(log_dir, "app", "0.log")
-    wait(lambda: len(ticks(status0.log_path)) >= 3, "output in the CRI log", sc)
-    out = log_text(log_of(status0.log_path))
+    wait(lambda: len(ticks(sc, status0.log_path)) >= 3, "output in the CRI log", sc)
+    out = log_text(log_of(sc, status0.log_path))
     assert out[:2] == ["started", f"tick 0 {PAD}"], out[:3]
-    assert [os.readlink(link) for link in container_log_links(NAMESPACE, sc.pod_name)] == [status0.log_path]
+    links = container_log_links(sc.mounts, NAMESPACE, sc.pod_name)
+    assert [os.readlink(link) for link in links] == [status0.log_path]
 
     # -- no process per container but the workload -------------------------------------
     workload0 = info0["pid"]
@@ -300,17 +307,17 @@ def test_kubelet_runs_a_pod_through_its_whole_life(scenario, registry_server):  
     assert cid1 != cid
     states = {x.id: (x.state, x.metadata.attempt) for x in sc.cri_containers()}
     assert states == {cid: (pb.CONTAINER_EXITED, 0), cid1: (pb.CONTAINER_RUNNING, 1)}
-    out = log_text(log_of(status0.log_path))
-    assert out[-1] == "stopping" and ticks(status0.log_path) == list(range(len(out) - 2))
+    out = log_text(log_of(sc, status0.log_path))
+    assert out[-1] == "stopping" and ticks(sc, status0.log_path) == list(range(len(out) - 2))
     status1, info1 = sc.info(cid1)
     assert status1.log_path == os.path.join(log_dir, "app", "1.log")
-    wait(lambda: "started" in log_text(log_of(status1.log_path)), "the new container's output", sc)
+    wait(lambda: "started" in log_text(log_of(sc, status1.log_path)), "the new container's output", sc)
     workload1 = info1["pid"]
     wait(lambda: not pid_alive(workload0), "the first workload to be gone", sc)
     assert_only_workload(sc, sandbox.id, workload1, env.e.proc.pid)
 
     # -- edgecri killed and started again: the container runs on ------------------------
-    ticks_before = len(ticks(status1.log_path))
+    ticks_before = len(ticks(sc, status1.log_path))
     probes_before = sc.probes_seen(cid1)
     assert env.e.stop(signal.SIGKILL) == -signal.SIGKILL
     time.sleep(2)  # kubelet notices: its calls fail meanwhile
@@ -326,14 +333,15 @@ def test_kubelet_runs_a_pod_through_its_whole_life(scenario, registry_server):  
     assert [p.id for p in sc.cri_pods()] == [sandbox.id]
     # The output written while edgecri was away and after it came back
     # follows in the same log: nothing lost, nothing twice.
-    wait(lambda: len(ticks(status1.log_path)) >= ticks_before + 20, "output after the restart", sc)
+    wait(lambda: len(ticks(sc, status1.log_path)) >= ticks_before + 20, "output after the restart", sc)
     # kubelet rotated the log meanwhile (ReopenContainerLog), as often as it
     # grew past 8 KiB.
-    wait(lambda: glob.glob(status1.log_path + ".*"), "kubelet to rotate the log", sc, timeout=40)
+    wait(lambda: glob.glob(sc.mounts.host_path(status1.log_path) + ".*"), "kubelet to rotate the log", sc,
+         timeout=40)
     assert "rpc=ReopenContainerLog: done status=OK" in env.e.log()
-    seen = ticks(status1.log_path)
+    seen = ticks(sc, status1.log_path)
     assert seen == list(range(len(seen))), "lines lost or repeated"
-    assert log_text(log_of(status1.log_path))[0] == "started"
+    assert log_text(log_of(sc, status1.log_path))[0] == "started"
     with open(f"/proc/{workload1}/stat") as f:
         # Its parent died: the reaper adopted it; still no shim in between.
         assert int(f.read().rsplit(") ", 1)[1].split()[1]) == os.getpid()
@@ -347,8 +355,9 @@ def test_kubelet_runs_a_pod_through_its_whole_life(scenario, registry_server):  
     # collection (once a minute; not configurable in 1.20).
     wait(lambda: not sc.cri_pods() and not sc.cri_containers(), "kubelet to remove the pod from edgecri", sc,
          timeout=90)
-    wait(lambda: not os.path.exists(log_dir), "kubelet to remove the pod's log directory", sc, timeout=30)
-    assert container_log_links(NAMESPACE, sc.pod_name) == []
+    wait(lambda: not os.path.exists(sc.mounts.host_path(log_dir)), "kubelet to remove the pod's log directory", sc,
+         timeout=30)
+    assert container_log_links(sc.mounts, NAMESPACE, sc.pod_name) == []
     assert not pid_alive(workload0) and not pid_alive(workload1)
     assert cgroup_dirs(f"/edgecri/{sandbox.id}") == []
     # kubelet still runs the node: nothing else went wrong meanwhile.
