@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -86,6 +87,9 @@ KERNEL_TUNABLES = {
 
 READ_ONLY_PORT = 10255
 HEALTHZ_PORT = 10248
+# The authenticated port, opened to anonymous requests here (loopback of
+# the test's namespace only): /containerLogs, what `kubectl logs` asks.
+SECURE_PORT = 10250
 NODE_NAME = "edgecri-node"
 
 # Runs in kubelet's private mount namespace, then becomes kubelet ($1).
@@ -195,6 +199,9 @@ class Kubelet:
             "--image-gc-high-threshold=100",
             "--eviction-hard=memory.available<1Mi",
             "--address=127.0.0.1",
+            f"--port={SECURE_PORT}",
+            "--anonymous-auth=true",
+            "--authorization-mode=AlwaysAllow",
             f"--read-only-port={READ_ONLY_PORT}",
             "--healthz-bind-address=127.0.0.1",
             f"--healthz-port={HEALTHZ_PORT}",
@@ -230,6 +237,18 @@ class Kubelet:
         """GET on kubelet's loopback inside the network namespace."""
         def fetch():
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+                return r.read()
+        return in_netns(self.netns_path, fetch)
+
+    def get_secure(self, path, timeout=10):
+        """GET on the authenticated port (kubelet's self-signed certificate)."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+        def fetch():
+            with urllib.request.urlopen(f"https://127.0.0.1:{SECURE_PORT}{path}", timeout=timeout,
+                                        context=ctx) as r:
                 return r.read()
         return in_netns(self.netns_path, fetch)
 

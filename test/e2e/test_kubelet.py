@@ -282,6 +282,27 @@ def test_kubelet_runs_a_pod_through_its_whole_life(scenario, registry_server):  
     assert out[:2] == ["started", f"tick 0 {PAD}"], out[:3]
     links = container_log_links(sc.mounts, NAMESPACE, sc.pod_name)
     assert [os.readlink(link) for link in links] == [status0.log_path]
+    # kubelet reads it back for `kubectl logs`.
+    shown = kubelet.get_secure(f"/containerLogs/{NAMESPACE}/{sc.pod_name}/app").decode().splitlines()
+    assert shown[:2] == ["started", f"tick 0 {PAD}"], shown[:3]
+
+    # -- kubelet's stats come from edgecri (ListContainerStats, ImageFsInfo) --------------
+    def app_stats():
+        try:
+            summary = json.loads(kubelet.get("/stats/summary"))
+        except OSError:
+            return None
+        for p in summary.get("pods") or []:
+            if p["podRef"]["uid"] == sc.uid:
+                for c in p.get("containers") or []:
+                    if c["name"] == "app" and "cpu" in c and "memory" in c:
+                        return summary, c
+        return None
+
+    summary, app = wait(app_stats, "the container in kubelet's /stats/summary", sc)
+    assert app["cpu"]["usageCoreNanoSeconds"] > 0 and app["memory"]["workingSetBytes"] > 0
+    assert app["rootfs"]["usedBytes"] > 0 and app["logs"]["usedBytes"] > 0
+    assert summary["node"]["runtime"]["imageFs"]["usedBytes"] > 0
 
     # -- no process per container but the workload -------------------------------------
     workload0 = info0["pid"]
@@ -312,6 +333,8 @@ def test_kubelet_runs_a_pod_through_its_whole_life(scenario, registry_server):  
     status1, info1 = sc.info(cid1)
     assert status1.log_path == os.path.join(log_dir, "app", "1.log")
     wait(lambda: "started" in log_text(log_of(sc, status1.log_path)), "the new container's output", sc)
+    previous = kubelet.get_secure(f"/containerLogs/{NAMESPACE}/{sc.pod_name}/app?previous=true").decode()
+    assert previous.splitlines()[-1] == "stopping"
     workload1 = info1["pid"]
     wait(lambda: not pid_alive(workload0), "the first workload to be gone", sc)
     assert_only_workload(sc, sandbox.id, workload1, env.e.proc.pid)
