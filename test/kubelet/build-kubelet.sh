@@ -50,7 +50,9 @@ cd "$work"
 log "fetching Debian's kubernetes $version source package"
 apt-get source --download-only "kubernetes=$version" >apt-source.log 2>&1 || { cat apt-source.log >&2; exit 1; }
 dsc=$(ls ./*.dsc)
-# Extraction applies Debian's patches (debian/patches).
+# Extraction applies Debian's patches (debian/patches). apt has checked the
+# files against the signed archive index; --no-check skips the .dsc's own
+# signature (that would need the maintainers' keyring).
 dpkg-source --no-check -x "$dsc" src >dpkg-source.log 2>&1 || { cat dpkg-source.log >&2; exit 1; }
 
 # Kubernetes 1.20 builds in GOPATH mode with the tree at
