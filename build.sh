@@ -7,9 +7,10 @@
 #   ./build.sh --asan          the same with AddressSanitizer + UBSan, into
 #                              build-asan/edgecri
 #   ./build.sh test [--asan] [pytest args...]
-#                              build, then run every test (C unit tests and
-#                              the end-to-end suite); the last line is pytest's
-#                              summary
+#                              build, build kubelet 1.20 from Debian's source
+#                              for the kubelet tests (cached), then run every
+#                              test (C unit tests and the end-to-end suite);
+#                              the last line is pytest's summary
 #   ./build.sh deps            only install the packages (Dockerfile.dev)
 #
 # Runs as root or with sudo: installing packages and the end-to-end tests
@@ -117,6 +118,15 @@ build_edgecri() {
   meson compile -C "$dir" >"$dir/compile.log" 2>&1 || { cat "$dir/compile.log" >&2; die "compilation failed"; }
 }
 
+# kubelet 1.20 from Debian's kubernetes source package, which the end-to-end
+# tests run against edgecri (test_kubelet.py) and take the CRI v1alpha2 proto
+# from (test_v1alpha2.py). Built once (minutes) and cached under build/.deps.
+KUBELET_DIR=
+build_kubelet() {
+  ensure_deb_src
+  KUBELET_DIR=$(test/kubelet/build-kubelet.sh) || die "building kubelet failed"
+}
+
 main() {
   local cmd=build asan=0
   case "${1:-}" in
@@ -146,7 +156,9 @@ main() {
   log "built $dir/edgecri"
   [ "$cmd" = build ] && return 0
 
+  build_kubelet
   export EDGECRI_BUILD="$TOP/$dir" EDGECRI_BIN="$TOP/$dir/edgecri" EDGECRI_ASAN="$asan"
+  export EDGECRI_KUBELET_DIR="$KUBELET_DIR"
   cd "$TOP/test"
   exec /usr/bin/python3 -m pytest -p no:cacheprovider "${pytest_args[@]}"
 }

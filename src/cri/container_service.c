@@ -49,6 +49,26 @@ static const char *image_ref_of(const struct images *images, const struct contai
     return c->image_ref;
 }
 
+/* The image name a status shows (kubelet copies it into the pod's
+ * containerStatuses[].image). Kubelet creates containers with the image ID
+ * it resolved, not the name in the pod spec: answer with the name the user
+ * gave (user_specified_image, sent by newer kubelets), else, for an ID, the
+ * image's first tag as containerd does, so that a pod does not show
+ * "sha256:…" as its image. A name given in the config is shown as given. */
+static const char *image_name_of(const struct images *images, const struct container *c)
+{
+    const Runtime__V1__ImageSpec *spec = c->config->image;
+    const char *given = spec && spec->image && spec->image[0] ? spec->image : c->image_ref;
+    if (spec && spec->user_specified_image && spec->user_specified_image[0])
+        return spec->user_specified_image;
+    const struct image_record *rec = images ? images_lookup(images, c->image_ref) : NULL;
+    if (!rec || !rec->n_repo_tags)
+        return given;
+    const char *hex = strchr(rec->id, ':');
+    bool by_id = strcmp(given, rec->id) == 0 || (hex && strcmp(given, hex + 1) == 0);
+    return by_id ? rec->repo_tags[0] : given;
+}
+
 static Runtime__V1__Signal cri_signal_of(int sig)
 {
     const char *abbrev = sig > 0 ? sigabbrev_np(sig) : NULL;
@@ -91,7 +111,7 @@ static void status_msg_init(struct status_msg *m, const struct images *images, c
     m->image = image;
     m->md.name = c->name;
     m->md.attempt = c->attempt;
-    m->image.image = cfg->image && cfg->image->image ? cfg->image->image : c->image_ref;
+    m->image.image = (char *)image_name_of(images, c);
     m->image.n_annotations = cfg->image ? cfg->image->n_annotations : 0;
     m->image.annotations = cfg->image ? cfg->image->annotations : NULL;
     m->image.user_specified_image = cfg->image ? cfg->image->user_specified_image : (char *)"";
@@ -150,7 +170,7 @@ static void container_msg_init(Runtime__V1__Container *out, Runtime__V1__Contain
     *image = imi;
     md->name = c->name;
     md->attempt = c->attempt;
-    image->image = cfg->image && cfg->image->image ? cfg->image->image : c->image_ref;
+    image->image = (char *)image_name_of(images, c);
     m.id = (char *)c->id;
     m.pod_sandbox_id = (char *)c->pod_id;
     m.metadata = md;

@@ -1,8 +1,9 @@
-/* The CRI over gRPC: the table of every runtime.v1 RPC and its handler. The
+/* The CRI over gRPC: the table of every runtime.v1 (and v1alpha2) RPC and its handler. The
  * handlers are thin (decode, validate, call the domain module, encode); each
  * area's handlers live in their own file and are declared here. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "api.pb-c.h"
@@ -14,6 +15,10 @@
 struct grpc_method *cri_methods(size_t *n);
 extern const ProtobufCServiceDescriptor *const cri_services[];
 extern const size_t cri_n_services;
+
+/* Whether the call came in as runtime.v1alpha2 (an older kubelet), for the
+ * few answers that name the API version. */
+bool cri_call_is_v1alpha2(const struct grpc_call *call);
 
 /* runtime_info.c */
 void cri_version(struct grpc_call *call, const ProtobufCMessage *request);

@@ -26,7 +26,8 @@ void cri_version(struct grpc_call *call, const ProtobufCMessage *request)
     resp.version = (char *)CRI_KUBELET_API_VERSION;
     resp.runtime_name = (char *)"edgecri";
     resp.runtime_version = (char *)EDGECRI_VERSION;
-    resp.runtime_api_version = (char *)"v1";
+    /* The package the client called, as containerd answers. */
+    resp.runtime_api_version = (char *)(cri_call_is_v1alpha2(call) ? "v1alpha2" : "v1");
     grpc_call_finish(call, &resp.base, NULL);
 }
 

@@ -174,8 +174,10 @@ class PodEnv:
     network (a private, empty conf_dir; plugins from Debian's
     containernetworking-plugins), and the pods the test created."""
 
-    def __init__(self, make_edgecri, workdir):
+    def __init__(self, make_edgecri, workdir, wrap_extra=()):
         self.netns = Netns()
+        # More nsenter options for the daemon (e.g. a mount namespace).
+        self.wrap_extra = list(wrap_extra)
         self.make_edgecri = make_edgecri
         self.workdir = workdir
         self.conf_dir = os.path.join(workdir, "net.d")
@@ -191,7 +193,7 @@ class PodEnv:
             f.write(f"cni:\n  conf_dir: {self.conf_dir}\n  bin_dirs: {bin_dirs}\n{extra_config}")
         if self.e is None:
             self.e = self.make_edgecri()
-            self.e.wrap = ["nsenter", f"--net={self.netns.path}"]
+            self.e.wrap = ["nsenter", f"--net={self.netns.path}"] + self.wrap_extra
         self.e.start(config=self.config_path)
         self.rt = self.e.runtime()
         return self

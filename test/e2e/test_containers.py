@@ -166,3 +166,27 @@ def test_create_errors(daemon, pod):
     with pytest.raises(grpc.RpcError) as e:
         create(daemon, pid, cfg, container_config("dup"))
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS and "dup" in e.value.details()
+
+
+def test_status_names_the_image_kubelet_asked_for(daemon, pod):
+    """kubelet creates containers with the image ID it resolved (the pod
+    spec's name goes in user_specified_image, from kubelet 1.30 on) and
+    shows ContainerStatus.image as the pod's containerStatuses[].image: a
+    name, never "sha256:…" (found by kubelet 1.20 in test_kubelet.py)."""
+    pid, cfg, log_dir = pod
+    image_id = status(daemon, create(daemon, pid, cfg, container_config("by-name"))).image_id
+    assert image_id.startswith("sha256:")
+    cases = {
+        "by-id": (pb.ImageSpec(image=image_id), IMAGE_NAME),
+        "by-bare-id": (pb.ImageSpec(image=image_id.split(":", 1)[1]), IMAGE_NAME),
+        "by-id-user": (pb.ImageSpec(image=image_id, user_specified_image="busybox-alias:1"), "busybox-alias:1"),
+    }
+    for name, (spec, shown) in cases.items():
+        cid = create(daemon, pid, cfg, pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=spec))
+        st = status(daemon, cid)
+        assert st.image.image == shown, name
+        assert st.image_id == image_id and st.image_ref.startswith("example.test/library/busybox@sha256:")
+        [listed] = rt(daemon).ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(id=cid)),
+                                             timeout=10).containers
+        assert listed.image.image == shown, name
+    assert status(daemon, create(daemon, pid, cfg, container_config("by-name-2"))).image.image == IMAGE_NAME

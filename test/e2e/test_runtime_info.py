@@ -198,7 +198,8 @@ def test_every_rpc_is_routed(edgecri):
 
 def test_unknown_method_is_unimplemented(edgecri):
     ch = edgecri.channel()
-    for path in ["/runtime.v1.RuntimeService/NoSuchThing", "/runtime.v1alpha2.RuntimeService/Version", "/x"]:
+    for path in ["/runtime.v1.RuntimeService/NoSuchThing", "/runtime.v1alpha2.RuntimeService/NoSuchThing",
+                 "/runtime.v1alpha3.RuntimeService/Version", "/x"]:
         fn = ch.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
         with pytest.raises(grpc.RpcError) as e:
             fn(b"", timeout=5)
