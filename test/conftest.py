@@ -8,6 +8,7 @@ the test fails if the daemon did not exit 0 or if a sanitizer reported
 anything in its log.
 """
 import atexit
+import glob
 import os
 import re
 import shutil
@@ -169,15 +170,56 @@ def make_edgecri(workdir):
 
     yield make
     failures = []
-    for e in made:
-        if e.proc is not None:
-            code = e.stop()
-            if code != e.expected_exit:
-                failures.append(f"edgecri exited with {code}, expected {e.expected_exit}:\n{e.log()[-4000:]}")
-        m = SANITIZER_REPORT.search(e.log())
-        if m:
-            failures.append(f"sanitizer report in the edgecri log:\n{e.log()[-8000:]}")
+    try:
+        for e in made:
+            if e.proc is not None:
+                code = e.stop()
+                if code != e.expected_exit:
+                    failures.append(f"edgecri exited with {code}, expected {e.expected_exit}:\n{e.log()[-4000:]}")
+            m = SANITIZER_REPORT.search(e.log())
+            if m:
+                failures.append(f"sanitizer report in the edgecri log:\n{e.log()[-8000:]}")
+    finally:
+        for e in made:
+            remove_leftovers(e)
     assert not failures, "\n".join(failures)
+
+
+def remove_leftovers(e):
+    """Pods outlive their daemon by design; a test that ends with some
+    (or fails half-way) must not leave them on the machine: their
+    processes, namespace and shm mounts under the test's directory, and the
+    cgroups edgecri named after them."""
+    pods_dir = os.path.join(e.state, "pods")
+    pod_ids = os.listdir(pods_dir) if os.path.isdir(pods_dir) else []
+    cgroups = []
+    for pod_id in pod_ids:
+        cgroups += glob.glob(f"/sys/fs/cgroup/*/edgecri/{pod_id}") + glob.glob(f"/sys/fs/cgroup/edgecri/{pod_id}")
+    for cg in cgroups:
+        kill = os.path.join(cg, "cgroup.kill")
+        if os.path.exists(kill):
+            try:
+                with open(kill, "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split(" ")[4] for line in f]
+    for m in sorted((m for m in mounts if m.startswith(e.workdir + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    deadline = time.monotonic() + 5
+    for cg in cgroups:
+        for root, _, _ in os.walk(cg, topdown=False):
+            while True:
+                try:
+                    os.rmdir(root)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
 
 
 @pytest.fixture
