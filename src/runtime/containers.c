@@ -62,6 +62,7 @@ struct cpriv {
     bool rootfs_mounted;
     bool busy;
     bool stopping;
+    bool exit_saving; /* exited, the record not yet on disk: Stop waits for it */
     uv_timer_t *kill_timer;
     struct list_node waiters; /* for the exit */
     char *dir, *sdir, *rootfs;
@@ -384,6 +385,17 @@ static void destroy_cgroup_later(struct containers *s, const char *path)
 
 static void attach_container_exited(struct container *c); /* the attach section, at the end */
 
+static void exit_recorded(void *data, const err_t *err)
+{
+    struct container *c = data;
+    if (err)
+        log_error("container %s: recording its exit: %s", c->id, err->msg);
+    P(c)->exit_saving = false;
+    emit(P(c)->exit_ctx.s, CONTAINER_EVENT_STOPPED, c);
+    attach_container_exited(c);
+    finish_waiters(c, NULL);
+}
+
 static void exited(struct containers *s, struct container *c, const struct process_exit *e)
 {
     struct cpriv *p = P(c);
@@ -420,10 +432,12 @@ static void exited(struct containers *s, struct container *c, const struct proce
     if (c->cgroup_path && *c->cgroup_path)
         destroy_cgroup_later(s, c->cgroup_path);
     log_info("container %s (%s) exited with %d (%s)", c->id, c->name, c->exit_code, c->reason);
-    save(c, NULL, NULL);
-    emit(s, CONTAINER_EVENT_STOPPED, c);
-    attach_container_exited(c);
-    finish_waiters(c, NULL);
+    /* StopContainer answers once the exit is on disk: a crash right after
+     * must not turn a known exit code into "Unknown". */
+    p->exit_saving = true;
+    p->exit_ctx.s = s; /* an adopted container that had ended never had a watch */
+    p->exit_ctx.c = c;
+    save(c, exit_recorded, c);
 }
 
 static void on_exit_cb(void *data, const struct process_exit *e)
@@ -1416,7 +1430,10 @@ void containers_stop(struct containers *s, const char *id, int64_t timeout_s, co
             save(c, NULL, NULL);
             emit(s, CONTAINER_EVENT_STOPPED, c);
         }
-        done(data, c, NULL);
+        if (P(c)->exit_saving)
+            add_waiter(c, done, data);
+        else
+            done(data, c, NULL);
         return;
     }
     add_waiter(c, done, data);

@@ -287,3 +287,23 @@ def test_kill_9_right_after_start_keeps_it_running(make_edgecri, workdir):
         st = status(e, cid, verbose=True)
         assert st.state == pb.CONTAINER_RUNNING, st
     rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
+def test_kill_9_right_after_stop_keeps_the_exit_code(make_edgecri, workdir):
+    """StopContainer answers only once the exit is recorded: a crash right
+    after the answer must not turn the exit code into 255/Unknown."""
+    e = start(make_edgecri)
+    cfg = pod_config()
+    pod_id = run_pod(e, cfg)
+    for i in range(3):
+        cid = started(e, pod_id, cfg, f"stopper-{i}",
+                      ["sh", "-c", "trap 'exit 3' TERM; while :; do usleep 20000; done"])
+        rt(e).StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=30)
+        e.proc.send_signal(signal.SIGKILL)
+        e.proc.wait()
+        e.logfile.close()
+        e.proc = None
+        e.start(config=os.path.join(e.workdir, "config.yaml"))
+        st = status(e, cid)
+        assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 3, "Error"), st
+    rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
