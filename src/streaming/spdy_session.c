@@ -51,7 +51,7 @@ static void stream_free(struct spdy_session *s, struct spdy_stream *st)
  * client that never half-closes cannot pile streams up. */
 static void maybe_free(struct spdy_session *s, struct spdy_stream *st)
 {
-    if (st->released && !st->in_setup && (st->reset || st->local_fin))
+    if (st->released && !st->held && (st->reset || st->local_fin))
         stream_free(s, st);
 }
 
@@ -157,10 +157,10 @@ static void on_syn_stream(struct spdy_session *s, const struct spdy_event *ev)
     st->local_fin = ev->flags & SPDY_FLAG_UNIDIRECTIONAL;
     list_add_tail(&s->streams, &st->link);
     s->n_streams++;
-    st->in_setup = true; /* not freed under our feet by spdy_release */
+    st->held++; /* not freed under our feet by spdy_release */
     int accepted = s->app->on_stream(s->app_data, st);
     if (accepted < 0) {
-        st->in_setup = false;
+        st->held--;
         st->reset = true;
         st->released = true;
         send_rst(s, id, SPDY_REFUSED_STREAM);
@@ -180,7 +180,7 @@ static void on_syn_stream(struct spdy_session *s, const struct spdy_event *ev)
     }
     if (st->remote_fin && s->app->on_fin)
         s->app->on_fin(s->app_data, st);
-    st->in_setup = false;
+    st->held--;
     if (!s->finished)
         maybe_free(s, st);
 }
@@ -216,9 +216,12 @@ static void on_control(struct spdy_session *s, const struct spdy_event *ev)
         }
         if ((ev->flags & SPDY_FLAG_FIN) && !st->remote_fin) {
             st->remote_fin = true;
+            st->held++;
             if (s->app->on_fin)
                 s->app->on_fin(s->app_data, st);
-            maybe_free(s, st);
+            st->held--;
+            if (!s->finished)
+                maybe_free(s, st);
         }
         return;
     }
@@ -230,8 +233,10 @@ static void on_control(struct spdy_session *s, const struct spdy_event *ev)
         struct spdy_stream *st = find(s, id);
         if (st && !st->reset) {
             st->reset = true;
+            st->held++;
             if (s->app->on_reset)
                 s->app->on_reset(s->app_data, st);
+            st->held--;
             if (!s->finished)
                 maybe_free(s, st);
         }
@@ -288,27 +293,29 @@ static void on_data(struct spdy_session *s, const struct spdy_event *ev)
         ack_window(s, NULL, ev->len);
         return;
     }
+    /* The application may release or reset the stream from any callback:
+     * it is freed after the last one, not under our feet. */
+    st->held++;
     if (st->remote_fin) {
         st->reset = true;
         send_rst(s, st->id, SPDY_STREAM_ALREADY_CLOSED);
         if (s->app->on_reset)
             s->app->on_reset(s->app_data, st);
-        if (!s->finished)
-            maybe_free(s, st);
-        return;
+    } else {
+        if (ev->len) {
+            ack_window(s, ev->fin ? NULL : st, ev->len);
+            if (s->app->on_data)
+                s->app->on_data(s->app_data, st, ev->data, ev->len);
+        }
+        if (ev->fin && !s->finished && !st->reset && !st->remote_fin) {
+            st->remote_fin = true;
+            if (s->app->on_fin)
+                s->app->on_fin(s->app_data, st);
+        }
     }
-    if (ev->len) {
-        ack_window(s, ev->fin ? NULL : st, ev->len);
-        if (s->app->on_data)
-            s->app->on_data(s->app_data, st, ev->data, ev->len);
-    }
-    if (ev->fin && !s->finished && !st->reset && !st->remote_fin) {
-        st->remote_fin = true;
-        if (s->app->on_fin)
-            s->app->on_fin(s->app_data, st);
-        if (!s->finished)
-            maybe_free(s, st);
-    }
+    st->held--;
+    if (!s->finished)
+        maybe_free(s, st);
 }
 
 static void on_read(struct conn *c, void *data)

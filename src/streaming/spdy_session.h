@@ -26,7 +26,7 @@ struct spdy_stream {
     bool remote_fin, local_fin, reset;
     bool released;    /* the application is done with it */
     uint32_t unacked; /* data consumed and not yet acknowledged */
-    bool in_setup;    /* its SYN_STREAM is being handled */
+    unsigned held;    /* the session is calling the application about it: not freed meanwhile */
     void *app;
 };
 

@@ -402,6 +402,26 @@ def test_portforward_spdy_parallel(daemon, pod, httpd):
     c.close()
 
 
+def test_portforward_client_half_closes_last(daemon, pod, httpd):
+    """The pod's side ends first and the client's FIN comes after: the pair
+    ends inside the FIN callback, which freed the stream under the session's
+    feet once (a use-after-free the ASan suite caught)."""
+    url = pf_url(daemon, pod[0], [httpd])
+    c = SpdyClient(url, ["portforward.k8s.io"])
+    for rid in range(5):
+        err = c.open({"streamtype": "error", "port": str(httpd), "requestid": str(rid)})
+        data = c.open({"streamtype": "data", "port": str(httpd), "requestid": str(rid)})
+        c.send(data, b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
+        c.wait(lambda: data.fin or data.reset is not None or c.closed, 20)
+        assert b"hello-from-pod" in bytes(data.data)
+        c.send(data, b"", fin=True)
+        c.send(err, b"", fin=True)
+    # The session still serves a new pair afterwards.
+    body, err = http_get_over(c, httpd, 99)
+    assert b"hello-from-pod" in body and not c.closed
+    c.close()
+
+
 def test_portforward_spdy_refused_port_reports_error(daemon, pod):
     url = pf_url(daemon, pod[0])
     c = SpdyClient(url, ["portforward.k8s.io"])
