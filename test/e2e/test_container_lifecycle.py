@@ -307,3 +307,24 @@ def test_kill_9_right_after_stop_keeps_the_exit_code(make_edgecri, workdir):
         st = status(e, cid)
         assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 3, "Error"), st
     rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
+def test_graceful_stop_of_an_adopted_container(make_edgecri, workdir):
+    """After a restart, StopContainer with a grace period ends an adopted
+    container that ignores SIGTERM (the kill timer, on a pidfd that is not
+    our child's)."""
+    e = start(make_edgecri)
+    cfg = pod_config()
+    pod_id = run_pod(e, cfg)
+    cid = started(e, pod_id, cfg, "stubborn", ["sh", "-c", "trap '' TERM; while :; do usleep 20000; done"])
+    e.proc.send_signal(signal.SIGKILL)
+    e.proc.wait()
+    e.logfile.close()
+    e.proc = None
+    e.start(config=os.path.join(e.workdir, "config.yaml"))
+    t0 = time.monotonic()
+    rt(e).StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2), timeout=30)
+    assert time.monotonic() - t0 < 15
+    st = status(e, cid)
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code in (137, 255), st
+    rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
