@@ -4,7 +4,7 @@ runtime.v1 proto.
 
 Usage: compare-protos.py V1ALPHA2.proto
 
-The upstream file and ours (src/cri/api_v1alpha2.proto, the services we
+The upstream file and ours (src/cri/v1alpha2/api_v1alpha2.proto, the services we
 serve as runtime.v1alpha2 on top of the runtime.v1 messages of
 src/cri/api.proto) go through Debian's protoc (--descriptor_set_out); the
 gogoproto import and options of the upstream file are dropped first (they
@@ -31,11 +31,13 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 GOGO = re.compile(r'^\s*(import\s+"github\.com/gogo/[^"]*";|option\s+\(gogoproto\.[^;]*;)\s*$', re.M)
 
 
-def descriptors(proto_dir, name):
-    """The FileDescriptorProtos of `name` and of what it imports."""
+def descriptors(proto_dir, name, imports_dir=None):
+    """The FileDescriptorProtos of `name` (in proto_dir) and of what it
+    imports (from proto_dir, or imports_dir)."""
+    paths = [f"--proto_path={proto_dir}"] + ([f"--proto_path={imports_dir}"] if imports_dir else [])
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "fds.pb")
-        subprocess.run(["protoc", f"--proto_path={proto_dir}", "--include_imports", f"--descriptor_set_out={out}",
+        subprocess.run(["protoc", *paths, "--include_imports", f"--descriptor_set_out={out}",
                         os.path.join(proto_dir, name)], check=True)
         fds = dpb.FileDescriptorSet()
         with open(out, "rb") as f:
@@ -88,7 +90,8 @@ LABEL = {v: k[6:].lower() for k, v in dpb.FieldDescriptorProto.Label.items()}
 
 def compare(old_path):
     old = upstream(old_path)
-    ours = descriptors(os.path.join(TOP, "src", "cri"), "api_v1alpha2.proto")
+    ours = descriptors(os.path.join(TOP, "src", "cri", "v1alpha2"), "api_v1alpha2.proto",
+                       os.path.join(TOP, "src", "cri"))
     new = ours["api.proto"]
     om, oe, ometh = index(old)
     nm, ne, nmeth = index(new, ours["api_v1alpha2.proto"])
