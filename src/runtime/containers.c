@@ -581,8 +581,8 @@ static int mount_rootfs(struct containers *s, struct container *c, err_t *err)
     struct pod *pod = pods_find(s->pods, c->pod_id);
     const struct userns_map *um = pod ? pod->userns_map : NULL;
     _cleanup_close_ int userns_fd = -1;
-    if (um && (userns_fd = open(pod->userns, O_RDONLY | O_CLOEXEC)) < 0)
-        return err_sys(err, errno, "opening the user namespace of pod %s", pod->id);
+    if (um && (userns_fd = pods_open_userns(pod, err)) < 0)
+        return -1;
     bool fresh = access(upper, F_OK) < 0;
     int r = fs_mkdir_p(upper, 0755, err);
     /* The overlay's root is the upper directory's: in a user namespace it
@@ -1219,8 +1219,7 @@ void containers_start(struct containers *s, const char *id, containers_done_fn d
         join[n_join++] = (struct spawn_ns){fd, CLONE_NEWIPC};
     }
     int userns = -1;
-    if (pod->userns && (userns = keep_fd(x, open(pod->userns, O_RDONLY | O_CLOEXEC))) < 0) {
-        err_sys(&err, errno, "opening the user namespace of pod %s", pod->id);
+    if (pod->userns && (userns = keep_fd(x, pods_open_userns(pod, &err))) < 0) {
         start_failed(x, &err);
         return;
     }

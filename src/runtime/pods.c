@@ -994,8 +994,9 @@ static void run_init(struct run_ctx *c)
      * with the containers. */
     _cleanup_close_ int userns_fd = -1;
     if (pod->userns) {
-        if ((userns_fd = open(pod->userns, O_RDONLY | O_CLOEXEC)) < 0) {
-            run_failf(c, ERR_INTERNAL, errno, "opening the pod's user namespace: %s", strerror(errno));
+        if ((userns_fd = pods_open_userns(pod, &err)) < 0) {
+            run_fail(c, &err);
+            err_clear(&err);
             return;
         }
         plan.join_userns = true;
@@ -1760,6 +1761,14 @@ int pods_open_pidns(struct pod *pod, err_t *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return err_sys(err, errno, "opening the PID namespace of pod %s", pod->id);
+    return fd;
+}
+
+int pods_open_userns(const struct pod *pod, err_t *err)
+{
+    int fd = open(pod->userns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_sys(err, errno, "opening the user namespace of pod %s", pod->id);
     return fd;
 }
 

@@ -112,3 +112,7 @@ void pods_update(struct pods *p, const char *id, const void *overhead, const voi
 
 /* A PID namespace fd for containers that share the pod's, or -1. */
 int pods_open_pidns(struct pod *pod, err_t *err);
+
+/* An fd on the pod's user namespace (caller closes), -1 with the reason;
+ * only for a pod that has one (pod->userns). */
+int pods_open_userns(const struct pod *pod, err_t *err);

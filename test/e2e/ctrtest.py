@@ -70,6 +70,21 @@ def run_pod(e, cfg):
     return rt(e).RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=60).pod_sandbox_id
 
 
+def pod_env(make_edgecri, workdir, **pod_kw):
+    """Fixture body: a daemon with busybox and one host-network pod logging
+    to <workdir>/logs; yields (daemon, pod id, pod config, log dir). The pod
+    goes at teardown: containers outlive the daemon by design, and none may
+    stay running on the machine."""
+    e = start(make_edgecri)
+    log_dir = os.path.join(workdir, "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    cfg = pod_config(log_dir=log_dir, **pod_kw)
+    pod_id = run_pod(e, cfg)
+    yield e, pod_id, cfg, log_dir
+    if e.proc is not None:
+        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
 def container_config(name, command=None, args=None, log_path=None, image=IMAGE_NAME, **kw):
     return pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=image),
                               command=command or [], args=args or [], log_path=log_path or "", **kw)

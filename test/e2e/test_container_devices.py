@@ -15,7 +15,7 @@ import time
 import pytest
 
 import api_pb2 as pb
-from ctrtest import container_config, create, log_text, pod_config, read_log, rt, run_pod, start, wait_state
+from ctrtest import pod_env, container_config, create, log_text, read_log, rt, wait_state
 
 ENXIO = "No such device or address"
 EPERM = "Operation not permitted"
@@ -64,14 +64,7 @@ def program_exists(prog_id):
 
 @pytest.fixture
 def env(make_edgecri, workdir):
-    e = start(make_edgecri)
-    log_dir = os.path.join(workdir, "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    cfg = pod_config(log_dir=log_dir)
-    pod_id = run_pod(e, cfg)
-    yield e, pod_id, cfg, log_dir
-    if e.proc is not None:
-        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    yield from pod_env(make_edgecri, workdir)
 
 
 def start_container(env, name, command, **kw):

@@ -1,7 +1,6 @@
 """GetContainerEvents end to end: the lifecycle of real containers reaches
 every subscriber in order with the container's status, and a subscriber
 that stops reading is cut off instead of growing the daemon's memory."""
-import os
 import threading
 import time
 
@@ -11,23 +10,15 @@ import pytest
 import api_pb2 as pb
 from rawh2 import RawH2, grpc_frame, grpc_status
 from conftest import ASAN
-from ctrtest import container_config, create, pod_config, rt, run_pod, start, wait_state
+from ctrtest import pod_env, container_config, create, pod_config, rt, run_pod, start, wait_state
 
 EV = pb.ContainerEventType
 
 
 @pytest.fixture
 def env(make_edgecri, workdir):
-    e = start(make_edgecri)
-    log_dir = os.path.join(workdir, "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    cfg = pod_config(log_dir=log_dir)
-    pod_id = run_pod(e, cfg)
-    yield e, pod_id, cfg
-    # Containers outlive the daemon by design: remove the pod (and so its
-    # containers) rather than leave them running on the machine.
-    if e.proc is not None:
-        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    for e, pod_id, cfg, _ in pod_env(make_edgecri, workdir):
+        yield e, pod_id, cfg
 
 
 class Subscriber:

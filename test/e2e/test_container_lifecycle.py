@@ -13,22 +13,13 @@ import grpc
 import pytest
 
 import api_pb2 as pb
-from ctrtest import (rt, container_config, create, log_text, pod_config, read_log, run_pod, run_to_exit, start, status,
+from ctrtest import (pod_env, rt, container_config, create, log_text, pod_config, read_log, run_pod, run_to_exit, start, status,
                      wait_state)
 
 
 @pytest.fixture
 def env(make_edgecri, workdir):
-    e = start(make_edgecri)
-    log_dir = os.path.join(workdir, "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    cfg = pod_config(log_dir=log_dir)
-    pod_id = run_pod(e, cfg)
-    yield e, pod_id, cfg, log_dir
-    # Containers outlive the daemon by design: remove the pod (and so its
-    # containers) rather than leave them running on the machine.
-    if e.proc is not None:
-        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    yield from pod_env(make_edgecri, workdir)
 
 
 def started(e, pod_id, cfg, name, command, **kw):

@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 import api_pb2 as pb
-from ctrtest import (container_config, create, import_image, log_text, pod_config, rt, run_pod, run_to_exit, start,
+from ctrtest import (pod_env, container_config, create, import_image, log_text, pod_config, rt, run_pod, run_to_exit, start,
                      status, wait_state)
 from registry import Layer, Symlink, busybox_image
 
@@ -17,16 +17,8 @@ EVIL_IMAGE = "example.test/evil:1"
 
 @pytest.fixture
 def env(make_edgecri, workdir):
-    e = start(make_edgecri)
-    log_dir = os.path.join(workdir, "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    cfg = pod_config(log_dir=log_dir, dns_config=pb.DNSConfig(servers=["10.0.0.10"], searches=["svc.local"]))
-    pod_id = run_pod(e, cfg)
-    yield e, pod_id, cfg, log_dir
-    # Containers outlive the daemon by design: remove the pod (and so its
-    # containers) rather than leave them running on the machine.
-    if e.proc is not None:
-        rt(e).RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    yield from pod_env(make_edgecri, workdir,
+                       dns_config=pb.DNSConfig(servers=["10.0.0.10"], searches=["svc.local"]))
 
 
 def run(env, name, command, **kw):
